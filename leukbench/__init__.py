@@ -1,0 +1,45 @@
+"""leukbench: honest, subject-aware comparisons of features and classifiers for blood-cell images.
+
+The public API is imported lazily, so ``import leukbench`` is cheap and has no
+side effects (torch, scikit-learn and friends load on first use)::
+
+    import leukbench
+    fs = leukbench.extract(features="efficientnet_lite0")   # bundled sample
+    result = leukbench.compare(fs)
+    result.table
+"""
+
+from ._version import __version__
+
+_LAZY = {
+    "extract": ("leukbench.extraction", "extract"),
+    "ExtractionSummary": ("leukbench.extraction", "ExtractionSummary"),
+    "compare": ("leukbench.evaluation", "compare"),
+    "ComparisonResult": ("leukbench.evaluation", "ComparisonResult"),
+    "FeatureSet": ("leukbench.featureset", "FeatureSet"),
+    "FeatureCache": ("leukbench.cache", "FeatureCache"),
+    "discover": ("leukbench.datasets", "discover"),
+    "load_sample": ("leukbench.datasets", "load_sample"),
+    "load_image": ("leukbench.images", "load_image"),
+    "create_extractor": ("leukbench.features.base", "create_extractor"),
+    "list_extractors": ("leukbench.features.base", "list_extractors"),
+    "audit_leakage": ("leukbench.audit", "audit_leakage"),
+    "write_report": ("leukbench.reporting", "write_report"),
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'leukbench' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

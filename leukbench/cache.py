@@ -1,0 +1,200 @@
+"""The on-disk feature cache: incremental, resumable, keyed by the extractor config.
+
+Layout (all open formats)::
+
+    <cache_dir>/features/<dataset name>-<hash of its root>/<extractor cache key>/
+        config.json                 extractor config, feature names, dataset root
+        chunk-<time>-<rand>.parquet one row per image: id, size, mtime_ns,
+                                    pixel_hash, dhash, seg_fallback, features...
+        skipped.csv                 images skipped by the latest run, with reasons
+
+An image is taken from the cache when its ``id`` (path relative to the dataset
+root), file size and modification time all match a cached row; the newest
+chunk wins when an image was extracted twice.  Chunks are written to a
+temporary name and atomically renamed, so an interrupted run loses at most the
+chunk in flight and the next run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .features.base import ExtractorConfig
+
+META_COLUMNS = ["id", "size", "mtime_ns", "pixel_hash", "dhash", "seg_fallback"]
+
+
+def default_cache_dir() -> Path:
+    """``$LEUKBENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/leukbench``, else ``~/.cache/leukbench``."""
+    env = os.environ.get("LEUKBENCH_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "leukbench"
+
+
+def dataset_key(root) -> str:
+    """Folder name for a dataset: its base name plus a hash of its absolute root."""
+    root = os.path.abspath(os.fspath(root))
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in os.path.basename(root) or "root")
+    return f"{name}-{hashlib.sha1(root.encode()).hexdigest()[:8]}"
+
+
+def stat_images(paths: Sequence[str]) -> tuple:
+    """File sizes and modification times (ns) of ``paths``; -1 for missing files."""
+    sizes = np.empty(len(paths), dtype=np.int64)
+    mtimes = np.empty(len(paths), dtype=np.int64)
+    for i, p in enumerate(paths):
+        try:
+            st = os.stat(p)
+        except OSError:
+            sizes[i] = mtimes[i] = -1
+            continue
+        sizes[i] = st.st_size
+        mtimes[i] = st.st_mtime_ns
+    return sizes, mtimes
+
+
+class FeatureCache:
+    """Cached features of one extractor configuration on one dataset.
+
+    Parameters
+    ----------
+    cache_dir : path
+        Root of all leukbench caches.
+    dataset_root : path
+        Root folder of the dataset (image ids are relative to it).
+    config : ExtractorConfig
+    feature_names : list of str
+    """
+
+    def __init__(self, cache_dir, dataset_root, config: ExtractorConfig, feature_names: List[str]):
+        self.cache_dir = Path(cache_dir)
+        self.dataset_root = os.path.abspath(os.fspath(dataset_root))
+        self.config = config
+        self.feature_names = list(feature_names)
+        self.path = self.cache_dir / "features" / dataset_key(self.dataset_root) / config.cache_key()
+        self._table: Optional[pd.DataFrame] = None
+
+    # ------------------------------------------------------------------
+    def _ensure_dir(self) -> None:
+        if self.path.exists():
+            return
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OSError(
+                f"{self.path}: cannot create the feature cache ({exc.strerror}); "
+                "choose a writable folder with --cache-dir or LEUKBENCH_CACHE_DIR"
+            ) from None
+        meta = {
+            "config": self.config.to_dict(),
+            "cache_key": self.config.cache_key(),
+            "dataset_root": self.dataset_root,
+            "feature_names": self.feature_names,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        _atomic_write_bytes(self.path / "config.json", json.dumps(meta, indent=2).encode())
+
+    def chunk_files(self) -> List[Path]:
+        """Chunk files, oldest first."""
+        if not self.path.is_dir():
+            return []
+        return sorted(self.path.glob("chunk-*.parquet"))
+
+    def table(self) -> pd.DataFrame:
+        """All cached rows (newest per id), indexed by id."""
+        if self._table is None:
+            frames = []
+            for f in self.chunk_files():
+                try:
+                    frames.append(pd.read_parquet(f))
+                except Exception:  # noqa: BLE001 - a damaged chunk is ignored, its images redone
+                    continue
+            if frames:
+                t = pd.concat(frames, ignore_index=True)
+                t = t.drop_duplicates("id", keep="last").set_index("id")
+            else:
+                t = pd.DataFrame(columns=META_COLUMNS + self.feature_names).set_index("id")
+            self._table = t
+        return self._table
+
+    def cached_mask(self, ids: Sequence[str], sizes: np.ndarray, mtimes: np.ndarray) -> np.ndarray:
+        """Boolean mask: which images are cached with the same size and mtime."""
+        t = self.table()
+        if not len(t):
+            return np.zeros(len(ids), dtype=bool)
+        pos = t.index.get_indexer(pd.Index(ids))
+        hit = pos >= 0
+        safe = np.where(hit, pos, 0)
+        same = (t["size"].to_numpy()[safe] == sizes) & (t["mtime_ns"].to_numpy()[safe] == mtimes)
+        return hit & same
+
+    def write_chunk(
+        self,
+        ids: Sequence[str],
+        sizes: Iterable[int],
+        mtimes: Iterable[int],
+        pixel_hashes: Sequence[str],
+        dhashes: Sequence[str],
+        seg_fallback: Sequence[bool],
+        X: np.ndarray,
+    ) -> Path:
+        """Atomically add one chunk of extracted rows."""
+        self._ensure_dir()
+        X = np.asarray(X, dtype=np.float32)
+        if X.shape != (len(ids), len(self.feature_names)):
+            raise ValueError(f"chunk has shape {X.shape}, expected ({len(ids)}, {len(self.feature_names)})")
+        meta = pd.DataFrame(
+            {
+                "id": pd.Series(list(ids), dtype=object),
+                "size": np.asarray(list(sizes), dtype=np.int64),
+                "mtime_ns": np.asarray(list(mtimes), dtype=np.int64),
+                "pixel_hash": pd.Series(list(pixel_hashes), dtype=object),
+                "dhash": pd.Series(list(dhashes), dtype=object),
+                "seg_fallback": np.asarray(list(seg_fallback), dtype=bool),
+            }
+        )
+        feats = pd.DataFrame(X, columns=self.feature_names)
+        frame = pd.concat([meta, feats], axis=1)
+        name = f"chunk-{time.time_ns():020d}-{uuid.uuid4().hex[:6]}.parquet"
+        final = self.path / name
+        tmp = self.path / f".tmp-{name}"
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, final)
+        self._table = None
+        return final
+
+    def rows(self, ids: Sequence[str]) -> pd.DataFrame:
+        """Cached rows for ``ids`` in that order (all must be cached)."""
+        return self.table().loc[list(ids)]
+
+    def write_skipped(self, skipped: pd.DataFrame) -> Optional[Path]:
+        """Record the images the latest run skipped (``id, path, reason``)."""
+        self._ensure_dir()
+        out = self.path / "skipped.csv"
+        _atomic_write_bytes(out, skipped.to_csv(index=False).encode())
+        return out
+
+    def size_bytes(self) -> int:
+        return sum(f.stat().st_size for f in self.chunk_files())
+
+    def describe(self) -> Dict[str, object]:
+        return {"path": str(self.path), "chunks": len(self.chunk_files()), "bytes": self.size_bytes()}
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)

@@ -1,0 +1,197 @@
+"""The ``leukbench`` command line: ``extract`` and ``compare``."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+EXIT_OK, EXIT_NOTHING, EXIT_USAGE = 0, 1, 2
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", nargs="?", default=None,
+                   help="image folder or CSV manifest (default: the bundled C-NMC sample)")
+    p.add_argument("--layout", default="auto", choices=["auto", "folders", "cnmc", "manifest"],
+                   help="dataset layout (default: detected)")
+    p.add_argument("--subject-regex", default=None, metavar="RE",
+                   help="regex with a capturing group that takes the subject id out of file names")
+    p.add_argument("--features", default="efficientnet_lite0", metavar="LIST",
+                   help="comma-separated feature sets; a+b concatenates (default: efficientnet_lite0). "
+                        "Deep: efficientnet_lite0, resnet50, efficientnet_b0, efficientnet_b3, densenet121, "
+                        "vgg16, alexnet, inception_v3, timm:<model>; handcrafted: handcrafted, morphology, "
+                        "texture, color")
+    p.add_argument("--weights", default="imagenet", metavar="W",
+                   help="imagenet | none (random init) | path to a weights file (default: imagenet)")
+    p.add_argument("--segment", action="store_true", help="segment and crop the cell first")
+    p.add_argument("--grayscale", action="store_true", help="convert images to grayscale first")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
+    p.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default: 32)")
+    p.add_argument("--num-workers", type=int, default=None, metavar="N",
+                   help="decoding processes (default: by core count)")
+    p.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="feature cache (default: $LEUKBENCH_CACHE_DIR or ~/.cache/leukbench)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="leukbench",
+        description="Honest, subject-aware comparisons of features and classifiers "
+                    "for leukemic vs healthy blood-cell images.",
+    )
+    parser.add_argument("--version", action="version", version=f"leukbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    ex = sub.add_parser("extract", help="compute (or update) the cached feature matrix of a dataset")
+    _add_data_options(ex)
+    ex.add_argument("--chunk-size", type=int, default=256, metavar="N",
+                    help="images per cache chunk, the most an interruption can lose (default: 256)")
+
+    cp = sub.add_parser("compare", help="extract what is missing, then compare classifiers with subject-aware CV")
+    _add_data_options(cp)
+    cp.add_argument("--classifiers", default=None, metavar="LIST",
+                    help="names to run (comma-separated), or -NAME to exclude (default: the battery)")
+    cp.add_argument("--battery", default="default", choices=["default", "all"],
+                    help="default: leukbench's 12; all: lazypredict's list of classifiers")
+    cp.add_argument("--split", default="cv", choices=["cv", "predefined"],
+                    help="cv: subject-aware K-fold; predefined: train split vs test split")
+    cp.add_argument("--cv", type=int, default=5, metavar="K", help="folds (default: 5)")
+    cp.add_argument("--repeats", type=int, default=1, metavar="R", help="repeated CV (default: 1)")
+    cp.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    cp.add_argument("--n-jobs", type=int, default=1, metavar="N", help="parallel fits (default: 1; -1 all cores)")
+    cp.add_argument("--timeout", type=float, default=None, metavar="S",
+                    help="stop any single fit after S seconds (recorded as timeout)")
+    cp.add_argument("--sort", default="Balanced Accuracy", metavar="METRIC",
+                    help="table order (default: 'Balanced Accuracy')")
+    cp.add_argument("--positive-label", default=None, metavar="LABEL",
+                    help="positive class for binary F1/precision/recall (default: 'all' when present)")
+    cp.add_argument("--keep-duplicates", action="store_true",
+                    help="do not merge subjects that share identical images (report only)")
+    cp.add_argument("--out", default=None, metavar="DIR",
+                    help="results folder (default: ./leukbench-results/<dataset>-<time>)")
+    return parser
+
+
+def _extract(args, *, print_summary: bool = True):
+    from .extraction import extract
+
+    result, summaries = extract(
+        args.data,
+        args.features,
+        layout=args.layout,
+        weights=args.weights,
+        segment=args.segment,
+        grayscale=args.grayscale,
+        device=args.device,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        cache_dir=args.cache_dir,
+        subject_regex=args.subject_regex,
+        chunk_size=getattr(args, "chunk_size", 256),
+        progress=not args.quiet,
+        return_summaries=True,
+    )
+    if print_summary:
+        for s in summaries:
+            print("\n".join(s.lines()))
+    return result, summaries
+
+
+def cmd_extract(args) -> int:
+    from . import datasets
+
+    t0 = time.perf_counter()
+    data = args.data if args.data is not None else datasets.sample_root()
+    result, summaries = _extract(args)
+    sets = result if isinstance(result, dict) else {result.name: result}
+    for name, fs in sets.items():
+        print(f"{name}: {fs!r}")
+    print(f"done in {time.perf_counter() - t0:.1f} s ({data})")
+    return EXIT_OK
+
+
+def cmd_compare(args) -> int:
+    from . import datasets
+    from .evaluation import compare
+    from .reporting import markdown_summary
+
+    data = args.data if args.data is not None else datasets.sample_root()
+    result_sets, _ = _extract(args)
+    sets = list(result_sets.values()) if isinstance(result_sets, dict) else [result_sets]
+    cache_dir = Path(args.cache_dir) if args.cache_dir else None
+    if cache_dir is None:
+        from .cache import default_cache_dir
+
+        cache_dir = default_cache_dir()
+    result = compare(
+        sets,
+        classifiers=args.classifiers,
+        battery=args.battery,
+        cv=args.cv,
+        repeats=args.repeats,
+        split=args.split,
+        seed=args.seed,
+        n_jobs=args.n_jobs,
+        timeout=args.timeout,
+        positive_label=args.positive_label,
+        sort_by=args.sort,
+        merge_duplicates=not args.keep_duplicates,
+        cache_dir=cache_dir,
+        progress=not args.quiet,
+    )
+    result.params["command"] = "leukbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    out = Path(args.out) if args.out else Path("leukbench-results") / (
+        f"{Path(data).name or 'data'}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    result.save(out, feature_sets=sets)
+    print()
+    print(markdown_summary(result))
+    print(f"\nresults: {out}/ (report.html, table.md, table.csv, folds.csv, predictions.csv, run.json)")
+    return EXIT_OK
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the ``leukbench`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    from .datasets import DatasetError
+    from .extraction import ExtractionError
+
+    known = (DatasetError, ValueError, KeyError, FileNotFoundError, OSError)
+    try:
+        extra = _extra_errors()
+        if args.command == "extract":
+            return cmd_extract(args)
+        return cmd_compare(args)
+    except ExtractionError as exc:
+        print(f"leukbench: error: {exc}", file=sys.stderr)
+        return EXIT_NOTHING
+    except KeyboardInterrupt:
+        print("\nleukbench: interrupted; finished work is cached, run the same command to resume",
+              file=sys.stderr)
+        return 130
+    except known + extra as exc:  # one clear line, never a traceback
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"leukbench: error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _extra_errors() -> tuple:
+    """Error types of optional parts that also deserve one clear line."""
+    out = []
+    try:
+        from .features.deep import WeightsUnavailableError
+
+        out.append(WeightsUnavailableError)
+    except Exception:  # noqa: BLE001 - deep features unavailable: nothing to add
+        pass
+    return tuple(out)

@@ -1,0 +1,385 @@
+"""From images on disk to cached feature matrices: the ``extract`` step.
+
+Images are decoded, fingerprinted, optionally segmented and prepared for the
+extractor in worker processes (a :class:`torch.utils.data.DataLoader`), while
+the main process runs the batched part (a network forward pass) and flushes
+results to the :class:`~leukbench.cache.FeatureCache` in chunks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import pandas as pd
+
+from . import datasets
+from .cache import FeatureCache, default_cache_dir, stat_images
+from .featureset import FeatureSet
+from .features.base import Extractor, create_extractor
+
+DEFAULT_FEATURES = "efficientnet_lite0"
+
+
+class ExtractionError(RuntimeError):
+    """Nothing usable came out of an extraction (the message says why)."""
+
+
+@dataclasses.dataclass
+class ExtractionSummary:
+    """What one extractor did on one dataset."""
+
+    extractor: str
+    description: str
+    n_found: int
+    n_extracted: int
+    n_cached: int
+    skipped: pd.DataFrame
+    n_segmentation_fallback: int
+    seconds: float
+    cache_path: str
+    skipped_csv: Optional[str] = None
+
+    @property
+    def images_per_second(self) -> float:
+        return self.n_extracted / self.seconds if self.seconds > 0 else float("nan")
+
+    def lines(self) -> List[str]:
+        """Human-readable summary lines (printed by the CLI)."""
+        out = [
+            f"{self.description}",
+            f"  images found {self.n_found}, extracted {self.n_extracted}, "
+            f"from cache {self.n_cached}, skipped {len(self.skipped)}",
+        ]
+        if self.n_extracted:
+            out.append(f"  time {self.seconds:.1f} s, {self.images_per_second:.1f} images/s")
+        if self.n_segmentation_fallback:
+            out.append(
+                f"  segmentation found no cell in {self.n_segmentation_fallback} image(s); "
+                "the whole image was used for those"
+            )
+        if len(self.skipped):
+            reasons = self.skipped["reason"].str.split(":").str[-1].str.strip().str[:60]
+            for reason, n in reasons.value_counts().head(5).items():
+                out.append(f"  skipped {n}: {reason}")
+            if self.skipped_csv:
+                out.append(f"  skipped images listed in {self.skipped_csv}")
+        out.append(f"  features cached in {self.cache_path}")
+        return out
+
+
+# ---------------------------------------------------------------------------
+# feature specs
+# ---------------------------------------------------------------------------
+
+
+def parse_feature_spec(spec: Union[str, Sequence[str], None]) -> List[List[str]]:
+    """Parse ``"a,b,a+b"`` into feature sets ``[["a"], ["b"], ["a", "b"]]``."""
+    if spec is None or spec == "":
+        spec = DEFAULT_FEATURES
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    sets = []
+    for item in items:
+        parts = [p.strip() for p in str(item).split("+") if p.strip()]
+        if parts and parts not in sets:
+            sets.append(parts)
+    if not sets:
+        raise ValueError(f"no feature extractor named in {spec!r}")
+    return sets
+
+
+# ---------------------------------------------------------------------------
+# worker side
+# ---------------------------------------------------------------------------
+
+
+class _ImageDataset:
+    """Map-style dataset: decode, fingerprint, segment and prepare one image."""
+
+    def __init__(self, paths: Sequence[str], extractor: Extractor, segment: bool, grayscale: bool):
+        self.paths = list(paths)
+        self.extractor = extractor
+        self.segment = segment
+        self.grayscale = grayscale
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        from .audit import difference_hash, pixel_hash
+        from .images import ImageReadError, load_image
+
+        path = self.paths[i]
+        try:
+            image = load_image(path)
+            hashes = (pixel_hash(image), difference_hash(image))
+            fallback = False
+            if self.grayscale:
+                from .preprocessing import grayscale_rgb
+
+                image = grayscale_rgb(image)
+            if self.segment:
+                from .preprocessing import segment_cell
+
+                seg = segment_cell(image)
+                image, fallback = seg.crop, not seg.found
+            item = self.extractor.prepare(image)
+            if isinstance(item, dict) and item.get("segmentation_fallback"):
+                fallback = True
+            return (i, item, hashes, fallback, None)
+        except ImageReadError as exc:
+            return (i, None, None, False, str(exc))
+        except Exception as exc:  # noqa: BLE001 - one bad image must not stop the run
+            return (i, None, None, False, f"{path}: {exc.__class__.__name__}: {exc}")
+
+
+def _collate(batch):
+    return batch
+
+
+# ---------------------------------------------------------------------------
+# main side
+# ---------------------------------------------------------------------------
+
+
+def default_num_workers(extractor: Extractor) -> int:
+    """Worker processes for decoding: all cores for handcrafted, cores-1 for deep nets."""
+    n = os.cpu_count() or 1
+    if extractor.config.kind == "handcrafted":
+        return n
+    return max(1, min(n - 1, 8))
+
+
+def run_extractor(
+    table: pd.DataFrame,
+    root: str,
+    extractor: Extractor,
+    cache_dir,
+    *,
+    num_workers: Optional[int] = None,
+    chunk_size: int = 256,
+    progress: bool = True,
+) -> ExtractionSummary:
+    """Extract the images of ``table`` that are not cached yet.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Output of :func:`leukbench.datasets.discover`.
+    root : str
+        Dataset root (image ids are relative to it).
+    extractor : Extractor
+    cache_dir : path
+    num_workers : int, optional
+        Decoding processes; 0 decodes in the main process.
+    chunk_size : int
+        Images per cache chunk (what an interruption may lose at most).
+    progress : bool
+        Show a progress bar on stderr.
+    """
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    cache = FeatureCache(cache_dir, root, extractor.config, extractor.feature_names)
+    ids = table["id"].tolist()
+    paths = table["path"].tolist()
+    sizes, mtimes = stat_images(paths)
+    cached = cache.cached_mask(ids, sizes, mtimes)
+    todo = np.flatnonzero(~cached)
+    skipped = []
+    if len(todo):
+        if num_workers is None:
+            num_workers = default_num_workers(extractor)
+        num_workers = min(num_workers, max(0, len(todo) // 8))
+        ds = _ImageDataset([paths[i] for i in todo], extractor, extractor.config.segment, extractor.config.grayscale)
+        loader = DataLoader(
+            ds,
+            batch_size=extractor.batch_size,
+            shuffle=False,
+            num_workers=num_workers,
+            collate_fn=_collate,
+            prefetch_factor=4 if num_workers else None,
+            persistent_workers=False,
+        )
+        buf: Dict[str, list] = {k: [] for k in ("ids", "sizes", "mtimes", "ph", "dh", "fb", "X")}
+
+        def flush():
+            if not buf["ids"]:
+                return
+            cache.write_chunk(buf["ids"], buf["sizes"], buf["mtimes"], buf["ph"], buf["dh"], buf["fb"],
+                              np.concatenate(buf["X"], axis=0))
+            for v in buf.values():
+                v.clear()
+
+        bar = tqdm(total=len(todo), desc=extractor.name, unit="img", disable=not progress,
+                   file=sys.stderr, dynamic_ncols=True, leave=False)
+        try:
+            for batch in loader:
+                good = [b for b in batch if b[4] is None]
+                for b in batch:
+                    if b[4] is not None:
+                        j = todo[b[0]]
+                        skipped.append((ids[j], paths[j], b[4]))
+                if good:
+                    X = extractor.compute([b[1] for b in good])
+                    for b in good:
+                        j = todo[b[0]]
+                        buf["ids"].append(ids[j])
+                        buf["sizes"].append(sizes[j])
+                        buf["mtimes"].append(mtimes[j])
+                        buf["ph"].append(b[2][0])
+                        buf["dh"].append(b[2][1])
+                        buf["fb"].append(b[3])
+                    buf["X"].append(np.asarray(X, dtype=np.float32))
+                    if len(buf["ids"]) >= chunk_size:
+                        flush()
+                bar.update(len(batch))
+        finally:
+            # Keep whatever was computed, also on Ctrl-C or an unexpected error.
+            flush()
+            bar.close()
+    skipped_df = pd.DataFrame(skipped, columns=["id", "path", "reason"])
+    skipped_csv = cache.write_skipped(skipped_df) if len(skipped_df) or cache.path.exists() else None
+    present = cache.cached_mask(ids, sizes, mtimes)
+    n_fb = int(cache.rows([i for i, ok in zip(ids, present) if ok])["seg_fallback"].sum()) if present.any() else 0
+    return ExtractionSummary(
+        extractor=extractor.name,
+        description=extractor.describe(),
+        n_found=len(ids),
+        n_extracted=len(todo) - len(skipped),
+        n_cached=int(cached.sum()),
+        skipped=skipped_df,
+        n_segmentation_fallback=n_fb,
+        seconds=time.perf_counter() - t0,
+        cache_path=str(cache.path),
+        skipped_csv=str(skipped_csv) if skipped_csv and len(skipped_df) else None,
+    )
+
+
+def load_feature_set(table: pd.DataFrame, root: str, extractor: Extractor, cache_dir, layout: str = "") -> FeatureSet:
+    """Assemble a :class:`FeatureSet` from the cache for the images of ``table``.
+
+    Images that are not cached (skipped as unreadable) are left out.
+    """
+    from . import __version__
+
+    cache = FeatureCache(cache_dir, root, extractor.config, extractor.feature_names)
+    sizes, mtimes = stat_images(table["path"].tolist())
+    present = cache.cached_mask(table["id"].tolist(), sizes, mtimes)
+    sub = table.loc[present]
+    rows = cache.rows(sub["id"].tolist())
+    return FeatureSet(
+        name=extractor.name,
+        X=rows[extractor.feature_names].to_numpy(dtype=np.float32),
+        y=sub["label"].to_numpy(dtype=object),
+        ids=sub["id"].to_numpy(dtype=object),
+        subjects=sub["subject"].to_numpy(dtype=object),
+        splits=sub["split"].to_numpy(dtype=object),
+        feature_names=list(extractor.feature_names),
+        paths=sub["path"].to_numpy(dtype=object),
+        pixel_hashes=rows["pixel_hash"].to_numpy(dtype=object),
+        dhashes=rows["dhash"].to_numpy(dtype=object),
+        provenance={
+            "extractor": extractor.config.to_dict(),
+            "description": extractor.describe(),
+            "cache_key": extractor.config.cache_key(),
+            "cache_path": str(cache.path),
+            "dataset_root": root,
+            "layout": layout,
+            "leukbench_version": __version__,
+        },
+    )
+
+
+def extract(
+    data=None,
+    features: Union[str, Sequence[str], None] = DEFAULT_FEATURES,
+    *,
+    layout: str = "auto",
+    weights: str = "imagenet",
+    segment: bool = False,
+    grayscale: bool = False,
+    device: str = "auto",
+    batch_size: int = 32,
+    num_workers: Optional[int] = None,
+    cache_dir=None,
+    subject_regex: Optional[str] = None,
+    chunk_size: int = 256,
+    progress: bool = True,
+    return_summaries: bool = False,
+):
+    """Extract (or take from the cache) features of a dataset.
+
+    Parameters
+    ----------
+    data : path, DataFrame or None
+        Dataset folder or CSV manifest; a table from
+        :func:`leukbench.datasets.discover`; ``None`` for the bundled sample.
+    features : str or list of str
+        Feature sets, e.g. ``"efficientnet_lite0,handcrafted"``; ``a+b``
+        concatenates the columns of two extractors.
+    layout, subject_regex
+        See :func:`leukbench.datasets.discover`.
+    weights : str
+        ``"imagenet"``, ``"none"`` (random init) or a path to a weights file
+        (deep backbones only).
+    segment, grayscale : bool
+        Crop to the segmented cell / convert to grayscale before extraction.
+    device : {"auto", "cpu", "cuda"}
+    batch_size, num_workers, chunk_size, progress
+        Execution settings (they do not change the numbers).
+    cache_dir : path, optional
+        Defaults to :func:`leukbench.cache.default_cache_dir`.
+    return_summaries : bool
+        Also return the list of :class:`ExtractionSummary`.
+
+    Returns
+    -------
+    FeatureSet, or dict name -> FeatureSet when several feature sets are asked
+    for (plus the summaries when ``return_summaries``).
+
+    Raises
+    ------
+    ExtractionError
+        When no image could be read.
+    """
+    if isinstance(data, pd.DataFrame):
+        table = data
+        root = table.attrs.get("root") or os.path.commonpath(table["path"].tolist())
+        layout = table.attrs.get("layout", layout)
+    else:
+        if data is None:
+            data = datasets.sample_root()
+        table = datasets.discover(data, layout=layout, subject_regex=subject_regex)
+        root, layout = table.attrs["root"], table.attrs["layout"]
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    sets = parse_feature_spec(features)
+    names = []
+    for s in sets:
+        names += [n for n in s if n not in names]
+    extractors = {
+        n: create_extractor(n, weights=weights, segment=segment, grayscale=grayscale,
+                            device=device, batch_size=batch_size)
+        for n in names
+    }
+    summaries = [
+        run_extractor(table, root, ex, cache_dir, num_workers=num_workers,
+                      chunk_size=chunk_size, progress=progress)
+        for ex in extractors.values()
+    ]
+    singles = {n: load_feature_set(table, root, ex, cache_dir, layout) for n, ex in extractors.items()}
+    for n, fs in singles.items():
+        if len(fs) == 0:
+            raise ExtractionError(
+                f"{root}: no image could be read for {n}; see the skipped list in "
+                f"{next(s.skipped_csv for s in summaries if s.extractor == n) or 'the cache folder'}"
+            )
+    out = {"+".join(s): FeatureSet.combine([singles[n] for n in s]) for s in sets}
+    result = next(iter(out.values())) if len(out) == 1 else out
+    return (result, summaries) if return_summaries else result

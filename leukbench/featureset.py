@@ -1,0 +1,160 @@
+"""The :class:`FeatureSet`: a feature matrix with its labels, subjects and provenance."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+
+@dataclasses.dataclass
+class FeatureSet:
+    """Features of a set of images, ready for classification.
+
+    Attributes
+    ----------
+    name : str
+        Name of the feature set (``"efficientnet_lite0"``, ``"handcrafted"``,
+        ``"efficientnet_lite0+handcrafted"``).
+    X : ndarray of shape (n_images, n_features), float32
+    y : ndarray of shape (n_images,), object
+        Class labels as strings (``None`` for unlabeled images).
+    ids : ndarray of shape (n_images,), object
+        Image identifiers: the path relative to the dataset root (POSIX).
+    subjects : ndarray of shape (n_images,), object
+        Subject (patient) id per image, ``""`` when unknown.
+    splits : ndarray of shape (n_images,), object
+        ``"train"``, ``"test"`` or ``"unlabeled"``.
+    feature_names : list of str
+    paths : ndarray of shape (n_images,), object
+        Absolute paths of the images (for reports).
+    pixel_hashes : ndarray of shape (n_images,), object
+        Hex digest of the decoded pixels (exact-duplicate detection).
+    dhashes : ndarray of shape (n_images,), object
+        Perceptual difference hash as a hex string (near-duplicate detection).
+    provenance : dict
+        Extractor configuration(s), dataset root and fingerprint, versions.
+    """
+
+    name: str
+    X: np.ndarray
+    y: np.ndarray
+    ids: np.ndarray
+    subjects: np.ndarray
+    splits: np.ndarray
+    feature_names: List[str]
+    paths: Optional[np.ndarray] = None
+    pixel_hashes: Optional[np.ndarray] = None
+    dhashes: Optional[np.ndarray] = None
+    provenance: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        n = len(self.ids)
+        self.X = np.asarray(self.X, dtype=np.float32)
+        for attr in ("y", "ids", "subjects", "splits", "paths", "pixel_hashes", "dhashes"):
+            val = getattr(self, attr)
+            if val is None:
+                if attr in ("paths", "pixel_hashes", "dhashes"):
+                    continue
+                val = [""] * n
+            arr = np.asarray(val, dtype=object)
+            if arr.shape != (n,):
+                raise ValueError(f"FeatureSet.{attr} has shape {arr.shape}, expected ({n},)")
+            setattr(self, attr, arr)
+        if self.X.shape != (n, len(self.feature_names)):
+            raise ValueError(
+                f"FeatureSet.X has shape {self.X.shape}, expected ({n}, {len(self.feature_names)})"
+            )
+
+    # ------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        classes = ", ".join(f"{k}: {v}" for k, v in self.class_counts().items())
+        n_subj = len({s for s in self.subjects if s})
+        return (
+            f"FeatureSet({self.name!r}, {len(self)} images x {self.X.shape[1]} features, "
+            f"{classes or 'no labels'}, {n_subj} subjects)"
+        )
+
+    @property
+    def classes(self) -> List[str]:
+        return sorted({str(v) for v in self.y if v is not None and v == v and v != ""})
+
+    def class_counts(self) -> Dict[str, int]:
+        s = pd.Series([v for v in self.y if v is not None and v == v and v != ""], dtype=object)
+        return {str(k): int(v) for k, v in s.value_counts().sort_index().items()}
+
+    @property
+    def has_subjects(self) -> bool:
+        return bool(len(self)) and all(bool(s) for s in self.subjects)
+
+    def subset(self, mask_or_index) -> "FeatureSet":
+        """A new FeatureSet with the selected rows (boolean mask or indices)."""
+        idx = np.asarray(mask_or_index)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        take = lambda a: None if a is None else a[idx]  # noqa: E731
+        return FeatureSet(
+            name=self.name,
+            X=self.X[idx],
+            y=self.y[idx],
+            ids=self.ids[idx],
+            subjects=self.subjects[idx],
+            splits=self.splits[idx],
+            feature_names=list(self.feature_names),
+            paths=take(self.paths),
+            pixel_hashes=take(self.pixel_hashes),
+            dhashes=take(self.dhashes),
+            provenance=dict(self.provenance),
+        )
+
+    def labeled(self) -> "FeatureSet":
+        """Only the images that carry a class label."""
+        mask = np.array([v is not None and v == v and v != "" for v in self.y], dtype=bool)
+        return self.subset(mask)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Features as a DataFrame indexed by image id, with label/subject/split columns."""
+        df = pd.DataFrame(self.X, columns=self.feature_names, index=pd.Index(self.ids, name="id"))
+        df.insert(0, "split", self.splits)
+        df.insert(0, "subject", self.subjects)
+        df.insert(0, "label", self.y)
+        return df
+
+    @staticmethod
+    def combine(sets: Sequence["FeatureSet"], name: Optional[str] = None) -> "FeatureSet":
+        """Concatenate the columns of several feature sets on their common images."""
+        if not sets:
+            raise ValueError("FeatureSet.combine needs at least one feature set")
+        if len(sets) == 1:
+            return sets[0]
+        common = set(sets[0].ids)
+        for fs in sets[1:]:
+            common &= set(fs.ids)
+        first = sets[0]
+        order = [i for i, id_ in enumerate(first.ids) if id_ in common]
+        base = first.subset(order)
+        blocks = [base.X]
+        names = list(base.feature_names)
+        for fs in sets[1:]:
+            pos = {id_: i for i, id_ in enumerate(fs.ids)}
+            blocks.append(fs.X[[pos[i] for i in base.ids]])
+            names += list(fs.feature_names)
+        prov = {"combined": [fs.provenance for fs in sets]}
+        return FeatureSet(
+            name=name or "+".join(fs.name for fs in sets),
+            X=np.hstack(blocks),
+            y=base.y,
+            ids=base.ids,
+            subjects=base.subjects,
+            splits=base.splits,
+            feature_names=names,
+            paths=base.paths,
+            pixel_hashes=base.pixel_hashes,
+            dhashes=base.dhashes,
+            provenance=prov,
+        )

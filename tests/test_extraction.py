@@ -1,0 +1,173 @@
+"""The extraction pipeline and its cache: incremental, resumable, corrupt files skipped."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from leukbench import cli
+from leukbench.cache import FeatureCache
+from leukbench.extraction import ExtractionError, extract, parse_feature_spec
+from leukbench.features.base import Extractor, ExtractorConfig, register_extractor
+
+from .conftest import make_cnmc_folders
+
+
+class ChannelStats(Extractor):
+    """A light real extractor for pipeline tests: per-channel mean/std/percentiles."""
+
+    batch_size = 4
+
+    def __init__(self, segment=False, grayscale=False, fail_after=None):
+        self.config = ExtractorConfig(name="chanstats", kind="handcrafted", segment=segment, grayscale=grayscale)
+        self.fail_after = fail_after
+        self.calls = 0
+
+    @property
+    def feature_names(self):
+        return [f"chanstats.{c}.{s}" for c in "rgb" for s in ("mean", "std", "p90")]
+
+    def prepare(self, image):
+        x = image.reshape(-1, 3).astype(np.float64)
+        return np.concatenate([x.mean(0), x.std(0), np.percentile(x, 90, axis=0)]).reshape(3, 3).T.ravel()
+
+    def compute(self, items):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt  # the user presses Ctrl-C mid-run
+        return np.stack(items).astype(np.float32)
+
+
+@register_extractor("chanstats")
+def _chanstats(*, segment=False, grayscale=False, **_):
+    return ChannelStats(segment=segment, grayscale=grayscale)
+
+
+def run(data, cache, **kw):
+    kw.setdefault("progress", False)
+    kw.setdefault("num_workers", 0)
+    return extract(data, "chanstats", cache_dir=cache, return_summaries=True, **kw)
+
+
+def test_parse_feature_spec():
+    assert parse_feature_spec("a,b,a+b") == [["a"], ["b"], ["a", "b"]]
+    assert parse_feature_spec(None) == [["efficientnet_lite0"]]
+    assert parse_feature_spec(["a", "a"]) == [["a"]]
+
+
+def test_featureset_from_folder(cnmc_folders, tmp_path):
+    fs, (summary,) = run(cnmc_folders, tmp_path / "cache")
+    assert len(fs) == 18 and fs.X.shape == (18, 9) and fs.X.dtype == np.float32
+    assert summary.n_found == 18 and summary.n_extracted == 18 and summary.n_cached == 0
+    assert list(fs.ids) == sorted(fs.ids)
+    assert set(fs.subjects) == {"1", "2", "3", "H1", "H2", "H3"}
+    assert set(fs.y) == {"all", "hem"}
+    assert all(len(h) > 8 for h in fs.pixel_hashes) and all(len(h) > 8 for h in fs.dhashes)
+    # the numbers are the image's own: recompute one by hand
+    from leukbench.images import load_image
+
+    img = load_image(fs.paths[0]).reshape(-1, 3).astype(np.float64)
+    np.testing.assert_allclose(fs.X[0, 0], img[:, 0].mean(), rtol=1e-5)
+    assert fs.provenance["extractor"]["name"] == "chanstats"
+
+
+def test_second_run_comes_from_cache(cnmc_folders, tmp_path):
+    fs1, _ = run(cnmc_folders, tmp_path / "c")
+    fs2, (s2,) = run(cnmc_folders, tmp_path / "c")
+    assert s2.n_extracted == 0 and s2.n_cached == 18
+    np.testing.assert_array_equal(fs1.X, fs2.X)
+
+
+def test_incremental_extraction_equals_one_run(tmp_path):
+    data = make_cnmc_folders(tmp_path / "d", {"all": ["1", "2"], "hem": ["H1", "H2"]})
+    run(data, tmp_path / "inc")
+    make_cnmc_folders(data, {"all": ["3"], "hem": ["H3"]}, seed=1)  # new subjects arrive
+    fs_inc, (s,) = run(data, tmp_path / "inc")
+    assert s.n_extracted == 6 and s.n_cached == 12
+    fs_once, _ = run(data, tmp_path / "once")
+    assert list(fs_inc.ids) == list(fs_once.ids)
+    np.testing.assert_array_equal(fs_inc.X, fs_once.X)
+
+
+def test_changed_image_is_extracted_again(cnmc_folders, tmp_path):
+    fs1, _ = run(cnmc_folders, tmp_path / "c")
+    p = cnmc_folders / "all" / "UID_1_1_1_all.bmp"
+    Image.new("RGB", (64, 64), (255, 255, 255)).save(p)
+    os.utime(p, ns=(1, 10**18))
+    fs2, (s,) = run(cnmc_folders, tmp_path / "c")
+    assert s.n_extracted == 1 and s.n_cached == 17
+    i = list(fs2.ids).index("all/UID_1_1_1_all.bmp")
+    assert fs2.X[i, 0] == pytest.approx(255.0)
+    assert fs1.X[i, 0] != fs2.X[i, 0]
+
+
+def test_interrupted_extraction_resumes(tmp_path, monkeypatch):
+    data = make_cnmc_folders(tmp_path / "d", per_subject=5)  # 30 images
+    from leukbench.features import base
+
+    monkeypatch.setitem(base._REGISTRY, "chanstats",
+                        lambda **kw: ChannelStats(fail_after=3))  # dies during batch 4
+    with pytest.raises(KeyboardInterrupt):
+        run(data, tmp_path / "c", chunk_size=4)
+    cache = FeatureCache(tmp_path / "c", data, ChannelStats().config, ChannelStats().feature_names)
+    assert len(cache.table()) == 12  # 3 batches of 4 were flushed, nothing half-written
+    assert not list(cache.path.glob(".tmp-*"))
+    monkeypatch.setitem(base._REGISTRY, "chanstats", lambda **kw: ChannelStats())
+    fs, (s,) = run(data, tmp_path / "c", chunk_size=4)
+    assert s.n_cached == 12 and s.n_extracted == 18
+    fs_once, _ = run(data, tmp_path / "fresh")
+    np.testing.assert_array_equal(fs.X, fs_once.X)
+
+
+def test_corrupt_images_are_skipped_and_reported(cnmc_folders, tmp_path):
+    (cnmc_folders / "all" / "UID_1_9_1_all.bmp").write_bytes(b"")
+    (cnmc_folders / "hem" / "UID_H1_9_1_hem.png").write_text("not a png")
+    good = cnmc_folders / "all" / "UID_2_1_1_all.bmp"
+    (cnmc_folders / "all" / "UID_2_9_1_all.bmp").write_bytes(good.read_bytes()[:200])
+    fs, (s,) = run(cnmc_folders, tmp_path / "c", num_workers=2)
+    assert len(fs) == 18
+    assert len(s.skipped) == 3
+    assert set(s.skipped["id"]) == {"all/UID_1_9_1_all.bmp", "hem/UID_H1_9_1_hem.png", "all/UID_2_9_1_all.bmp"}
+    assert all(p in r for p, r in zip(s.skipped["path"], s.skipped["reason"]))
+    listed = pd.read_csv(s.skipped_csv)
+    assert set(listed["id"]) == set(s.skipped["id"])
+    text = "\n".join(s.lines())
+    assert "skipped 3" in text and s.skipped_csv in text
+
+
+def test_nothing_readable_is_an_error(tmp_path):
+    d = tmp_path / "d"
+    for cls in ("all", "hem"):
+        (d / cls).mkdir(parents=True)
+        (d / cls / f"UID_1_1_1_{cls}.bmp").write_bytes(b"garbage")
+    with pytest.raises(ExtractionError, match="no image could be read"):
+        run(d, tmp_path / "c")
+    assert cli.main(["extract", str(d), "--features", "chanstats", "--cache-dir", str(tmp_path / "c"), "-q"]) == 1
+
+
+def test_config_is_part_of_the_key(cnmc_folders, tmp_path):
+    plain, (s1,) = run(cnmc_folders, tmp_path / "c")
+    gray, (s2,) = run(cnmc_folders, tmp_path / "c", grayscale=True)
+    assert s1.cache_path != s2.cache_path and s2.n_extracted == 18
+    assert not np.allclose(plain.X, gray.X)
+    g = gray.X.reshape(len(gray), 3, 3)
+    np.testing.assert_allclose(g[:, 0, :], g[:, 1, :], rtol=1e-5)  # gray: r == g
+
+
+def test_cli_extract_summary(cnmc_folders, tmp_path, capsys):
+    code = cli.main(["extract", str(cnmc_folders), "--features", "chanstats",
+                     "--cache-dir", str(tmp_path / "c"), "-q", "--num-workers", "0"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "images found 18, extracted 18, from cache 0, skipped 0" in out
+    assert "features cached in" in out
+
+
+def test_cli_bad_input_is_one_line(tmp_path, capsys):
+    code = cli.main(["extract", str(tmp_path / "missing"), "--cache-dir", str(tmp_path / "c"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("leukbench: error:") and "no such folder" in err
+    assert "Traceback" not in err

@@ -1,0 +1,104 @@
+"""load_image: every format PIL reads comes back as RGB uint8."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from leukbench.images import ImageReadError, is_image_file, load_image
+
+
+@pytest.fixture
+def rgb():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, size=(20, 30, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("ext", [".bmp", ".png", ".tif", ".ppm"])
+def test_lossless_formats_roundtrip(tmp_path, rgb, ext):
+    p = tmp_path / f"x{ext}"
+    Image.fromarray(rgb).save(p)
+    out = load_image(p)
+    assert out.dtype == np.uint8 and out.shape == (20, 30, 3)
+    np.testing.assert_array_equal(out, rgb)
+
+
+def test_jpeg(tmp_path, rgb):
+    p = tmp_path / "x.jpg"
+    Image.fromarray(rgb).save(p, quality=95)
+    out = load_image(p)
+    assert out.shape == (20, 30, 3) and out.dtype == np.uint8
+
+
+def test_grayscale_is_replicated(tmp_path):
+    g = np.arange(200, dtype=np.uint8).reshape(10, 20)
+    Image.fromarray(g, mode="L").save(tmp_path / "g.png")
+    out = load_image(tmp_path / "g.png")
+    assert out.shape == (10, 20, 3)
+    for c in range(3):
+        np.testing.assert_array_equal(out[..., c], g)
+
+
+def test_16bit_tiff_scaled_not_clipped(tmp_path):
+    g = np.linspace(0, 65535, 64, dtype=np.uint16).reshape(8, 8)
+    Image.fromarray(g).save(tmp_path / "g16.tif")
+    out = load_image(tmp_path / "g16.tif")
+    assert out.dtype == np.uint8 and out.shape == (8, 8, 3)
+    assert out.min() == 0 and out.max() == 255
+    assert np.all(np.diff(out[..., 0].ravel().astype(int)) >= 0)  # monotone, not wrapped
+
+
+def test_rgba_composited_on_black(tmp_path):
+    a = np.zeros((4, 4, 4), dtype=np.uint8)
+    a[..., 0] = 200
+    a[:2, :, 3] = 255  # top half opaque red, bottom transparent
+    Image.fromarray(a, mode="RGBA").save(tmp_path / "a.png")
+    out = load_image(tmp_path / "a.png")
+    assert out[0, 0].tolist() == [200, 0, 0]
+    assert out[3, 0].tolist() == [0, 0, 0]
+
+
+def test_palette(tmp_path, rgb):
+    Image.fromarray(rgb).convert("P").save(tmp_path / "p.gif")
+    out = load_image(tmp_path / "p.gif")
+    assert out.shape == (20, 30, 3)
+
+
+def test_exif_rotation_applied(tmp_path):
+    arr = np.zeros((10, 20, 3), dtype=np.uint8)
+    arr[:, :5] = 255  # white stripe on the left
+    im = Image.fromarray(arr)
+    exif = im.getexif()
+    exif[0x0112] = 6  # rotate 90 CW when displayed
+    im.save(tmp_path / "r.jpg", exif=exif, quality=100)
+    out = load_image(tmp_path / "r.jpg")
+    assert out.shape == (20, 10, 3)
+    assert out[:5].mean() > 200  # the stripe is now on top
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"this is not an image", None],
+    ids=["empty", "text", "truncated"],
+)
+def test_unreadable_files_raise_named_error(tmp_path, rgb, content):
+    p = tmp_path / "bad.bmp"
+    if content is None:
+        Image.fromarray(rgb).save(p)
+        p.write_bytes(p.read_bytes()[:100])
+    else:
+        p.write_bytes(content)
+    with pytest.raises(ImageReadError) as err:
+        load_image(p)
+    assert str(p) in str(err.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ImageReadError, match="not found"):
+        load_image(tmp_path / "nope.png")
+
+
+def test_is_image_file():
+    assert is_image_file("UID_1_1_1_all.BMP")
+    assert not is_image_file(".hidden.png")
+    assert not is_image_file("README.md")
+    assert not is_image_file("labels.csv")
