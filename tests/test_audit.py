@@ -1,0 +1,129 @@
+"""Leakage audit: fingerprints, flagged pairs and merged cross-validation groups."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from leukbench.audit import audit_leakage, difference_hash, pixel_hash
+from leukbench.datasets import load_sample
+from leukbench.images import load_image
+
+from .conftest import CNMC_SUBSET, needs_cnmc
+
+
+def _cells(n, seed=0):
+    """``n`` distinct real cells of the bundled sample (subjects 11 and 14)."""
+    table = load_sample()
+    paths = table[table["subject"].isin(["11", "14"])]["path"].tolist()
+    rng = np.random.default_rng(seed)
+    return [load_image(p) for p in rng.choice(paths, size=n, replace=False)]
+
+
+def _audit(images, subjects, splits=None, **kw):
+    ids = [f"img{i}.png" for i in range(len(images))]
+    return audit_leakage(ids=ids, subjects=subjects, splits=splits or ["train"] * len(images),
+                         pixel_hashes=[pixel_hash(im) for im in images],
+                         dhashes=[difference_hash(im) for im in images], **kw)
+
+
+def test_pixel_hash_sees_pixels_and_shape():
+    a = _cells(1)[0]
+    assert pixel_hash(a) == pixel_hash(a.copy())
+    b = a.copy()
+    b[0, 0, 0] ^= 1
+    assert pixel_hash(b) != pixel_hash(a)
+    flat = a.reshape(-1, a.shape[1] * 3)
+    assert pixel_hash(flat) != pixel_hash(a)  # same bytes, other shape
+
+
+def test_difference_hash_is_robust_to_recompression_but_not_to_content():
+    a, other = _cells(2, seed=3)
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(a.astype(int) + 2, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=95)
+    recompressed = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    bits = lambda h: np.unpackbits(np.frombuffer(bytes.fromhex(h), np.uint8))  # noqa: E731
+    assert len(difference_hash(a)) == 64  # 256 bits
+    assert (bits(difference_hash(a)) != bits(difference_hash(recompressed))).sum() <= 4
+    assert (bits(difference_hash(a)) != bits(difference_hash(other))).sum() > 20
+
+
+def test_identical_image_across_subjects_is_flagged_and_merged():
+    ims = _cells(6)
+    ims[5] = ims[0].copy()  # subject C holds a copy of subject A's cell
+    subjects = ["A", "A", "B", "B", "C", "C"]
+    rep = _audit(ims, subjects)
+    assert len(rep.pairs) == 1
+    row = rep.pairs.iloc[0]
+    assert (row.id_a, row.id_b, row.kind, row.distance) == ("img0.png", "img5.png", "identical", 0)
+    assert rep.merged_subjects == [("A", "C")]
+    assert list(rep.groups) == ["A+C", "A+C", "B", "B", "A+C", "A+C"]
+    assert "1 identical" in rep.summary() and "A~C" in rep.summary()
+    plain = _audit(ims, subjects, merge=False)
+    assert list(plain.groups) == subjects and plain.merged_subjects == []
+
+
+def test_duplicates_inside_one_subject_are_not_leakage():
+    ims = _cells(4)
+    ims[1] = ims[0].copy()
+    rep = _audit(ims, ["A", "A", "B", "B"])
+    assert rep.pairs.empty and rep.merged_subjects == []
+    assert rep.summary().startswith("no identical")
+
+
+def test_duplicate_across_train_and_test_is_flagged():
+    ims = _cells(4)
+    ims[3] = ims[0].copy()
+    rep = _audit(ims, ["", "", "", ""], splits=["train", "train", "test", "test"])
+    assert list(rep.pairs[["split_a", "split_b"]].iloc[0]) == ["train", "test"]
+    assert "1 across train/test" in rep.summary()
+    # images without subject: own group each, except the linked pair
+    assert rep.groups[0] == rep.groups[3] and len(set(rep.groups)) == 3
+
+
+def test_near_identical_copy_is_flagged_distinct_cells_are_not():
+    ims = _cells(8, seed=1)
+    buf = io.BytesIO()
+    Image.fromarray(ims[2]).save(buf, "JPEG", quality=90)
+    ims[7] = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    rep = _audit(ims, list("AABBCCDD"))
+    assert len(rep.pairs) == 1
+    row = rep.pairs.iloc[0]
+    assert (row.id_a, row.id_b, row.kind) == ("img2.png", "img7.png", "near-identical")
+    assert 0 <= row.distance <= rep.near_threshold
+    assert rep.merged_subjects == [("B", "D")]
+    assert _audit(ims, list("AABBCCDD"), near_threshold=-1).pairs.empty  # exact only
+
+
+def test_bundled_sample_duplicates_are_found():
+    table = load_sample()
+    ims = [load_image(p) for p in table["path"]]
+    rep = audit_leakage(ids=table["id"], subjects=table["subject"], splits=table["split"],
+                        pixel_hashes=[pixel_hash(i) for i in ims],
+                        dhashes=[difference_hash(i) for i in ims])
+    pairs = {(a.split("/")[-1], b.split("/")[-1]) for a, b in zip(rep.pairs.id_a, rep.pairs.id_b)}
+    assert pairs == {("UID_H2_26_1_hem.png", "UID_H4_7_1_hem.png"),
+                     ("UID_H2_26_2_hem.png", "UID_H4_7_2_hem.png")}
+    assert rep.merged_subjects == [("H2", "H4")]
+
+
+@needs_cnmc
+@pytest.mark.slow
+def test_real_cnmc_subset_duplicates():
+    paths = sorted((CNMC_SUBSET / "hem").glob("UID_H[24567]_*.png"))
+    ims = [load_image(p) for p in paths]
+    subjects = [p.name.split("_")[1] for p in paths]
+    rep = audit_leakage(ids=[p.name for p in paths], subjects=subjects, splits=["train"] * len(paths),
+                        pixel_hashes=[pixel_hash(i) for i in ims],
+                        dhashes=[difference_hash(i) for i in ims])
+    identical = rep.pairs[rep.pairs.kind == "identical"]
+    assert len(identical) == 5  # the 5 known exact copies across H2/H4/H5
+    assert set(identical.subject_a) | set(identical.subject_b) == {"H2", "H4", "H5"}
+    # every near-identical pair is a real copy: near-equal pixels
+    by_name = dict(zip([p.name for p in paths], ims))
+    for a, b in zip(rep.pairs.id_a, rep.pairs.id_b):
+        diff = np.abs(by_name[a].astype(int) - by_name[b].astype(int)).mean()
+        assert diff < 1.0, (a, b, diff)
