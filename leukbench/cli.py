@@ -140,7 +140,7 @@ def cmd_compare(args) -> int:
         n_jobs=args.n_jobs,
         timeout=args.timeout,
         positive_label=args.positive_label,
-        sort_by=args.sort,
+        sort=args.sort,
         merge_duplicates=not args.keep_duplicates,
         cache_dir=cache_dir,
         progress=not args.quiet,
@@ -194,4 +194,7 @@ def _extra_errors() -> tuple:
         out.append(WeightsUnavailableError)
     except Exception:  # noqa: BLE001 - deep features unavailable: nothing to add
         pass
+    from .evaluation import EvaluationError
+
+    out.append(EvaluationError)
     return tuple(out)

@@ -1,0 +1,256 @@
+"""The classifier battery: a fixed, versioned registry of named pipelines.
+
+The default battery is deliberately a fixed list (not scikit-learn's
+``all_estimators()``, which drifts with the installed version), so that a
+results table names the same models next year. Each entry is a factory
+``seed -> estimator`` that returns a fresh scikit-learn pipeline with the
+scaling that model needs. ``battery="all"`` runs lazypredict's own list of
+classifiers through leukbench's evaluation instead.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Optional, Sequence, Union
+
+__all__ = [
+    "BATTERY_VERSION",
+    "DEFAULT_BATTERY",
+    "SEED_CLASSIFIERS",
+    "register_classifier",
+    "available_classifiers",
+    "make_classifier",
+    "select_classifiers",
+    "lazypredict_battery",
+]
+
+#: Bumped whenever a default pipeline or its parameters change (part of the
+#: fold cache key and of run.json).
+BATTERY_VERSION = 1
+
+#: The five classifiers of the original study.
+SEED_CLASSIFIERS = ("SVC", "XGBClassifier", "LinearDiscriminantAnalysis", "RidgeClassifierCV",
+                    "RidgeClassifier")
+
+Factory = Callable[[int], object]
+_REGISTRY: Dict[str, Factory] = {}
+
+
+def register_classifier(name: str, factory: Factory, *, replace: bool = False) -> None:
+    """Add a classifier to the registry.
+
+    Parameters
+    ----------
+    name : str
+        Name used in ``classifiers=`` and in the results table.
+    factory : callable
+        ``factory(seed)`` returns a fresh unfitted scikit-learn estimator
+        (usually a pipeline).
+    replace : bool
+        Allow replacing an existing name.
+    """
+    if not callable(factory):
+        raise TypeError(f"factory for {name!r} must be callable: seed -> estimator")
+    if name in _REGISTRY and not replace and _REGISTRY[name] is not factory:
+        raise ValueError(f"classifier {name!r} is already registered; pass replace=True")
+    _REGISTRY[name] = factory
+
+
+def _scaled(estimator):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), estimator)
+
+
+def _svc(seed):
+    from sklearn.svm import SVC
+
+    return _scaled(SVC(random_state=seed))
+
+
+def _xgb(seed):
+    from xgboost import XGBClassifier
+
+    return XGBClassifier(random_state=seed, n_jobs=1, tree_method="hist", verbosity=0)
+
+
+def _lda(seed):
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    return _scaled(LinearDiscriminantAnalysis())
+
+
+def _ridge_cv(seed):
+    from sklearn.linear_model import RidgeClassifierCV
+
+    return _scaled(RidgeClassifierCV())
+
+
+def _ridge(seed):
+    from sklearn.linear_model import RidgeClassifier
+
+    return _scaled(RidgeClassifier(random_state=seed))
+
+
+def _logreg(seed):
+    from sklearn.linear_model import LogisticRegression
+
+    return _scaled(LogisticRegression(max_iter=2000, random_state=seed))
+
+
+def _linear_svc(seed):
+    from sklearn.svm import LinearSVC
+
+    return _scaled(LinearSVC(random_state=seed, max_iter=5000))
+
+
+def _knn(seed):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    return _scaled(KNeighborsClassifier(n_jobs=1))
+
+
+def _rf(seed):
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(random_state=seed, n_jobs=1)
+
+
+def _et(seed):
+    from sklearn.ensemble import ExtraTreesClassifier
+
+    return ExtraTreesClassifier(random_state=seed, n_jobs=1)
+
+
+def _hgb(seed):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(random_state=seed)
+
+
+def _gnb(seed):
+    from sklearn.naive_bayes import GaussianNB
+
+    return GaussianNB()
+
+
+#: The default battery, in table order before sorting.
+DEFAULT_BATTERY = (
+    "SVC", "XGBClassifier", "LinearDiscriminantAnalysis", "RidgeClassifierCV", "RidgeClassifier",
+    "LogisticRegression", "LinearSVC", "KNeighborsClassifier", "RandomForestClassifier",
+    "ExtraTreesClassifier", "HistGradientBoostingClassifier", "GaussianNB",
+)
+
+for _name, _factory in zip(DEFAULT_BATTERY, (_svc, _xgb, _lda, _ridge_cv, _ridge, _logreg, _linear_svc,
+                                              _knn, _rf, _et, _hgb, _gnb)):
+    register_classifier(_name, _factory)
+
+
+def available_classifiers() -> List[str]:
+    """Registered classifier names (default battery first)."""
+    return list(_REGISTRY)
+
+
+def make_classifier(name: str, seed: int = 0):
+    """A fresh, unfitted estimator of the registered classifier ``name``."""
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown classifier {name!r}; available: {', '.join(available_classifiers())}"
+        ) from None
+    return factory(seed)
+
+
+def lazypredict_battery() -> List[str]:
+    """Register lazypredict's list of classifiers and return their names.
+
+    The list is taken from ``lazypredict.Supervised.CLASSIFIERS`` (what
+    ``LazyClassifier`` would run); each model is wrapped in lazypredict's
+    own numeric preprocessing (mean imputation + standard scaling).
+    """
+    try:
+        from lazypredict import Supervised
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "battery='all' needs lazypredict: pip install 'leukbench[lazypredict]'"
+        ) from exc
+    names = []
+    for name, cls in Supervised.CLASSIFIERS:
+        if name not in _REGISTRY:
+            register_classifier(name, _lazy_factory(cls))
+        names.append(name)
+    return names
+
+
+def _lazy_factory(cls):
+    def factory(seed):
+        import inspect
+
+        from sklearn.impute import SimpleImputer
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        params = inspect.signature(cls.__init__).parameters
+        kwargs = {"random_state": seed} if "random_state" in params else {}
+        if "n_jobs" in params:
+            kwargs["n_jobs"] = 1
+        if "verbose" in params and cls.__name__ in ("LGBMClassifier",):
+            kwargs["verbose"] = -1
+        return make_pipeline(SimpleImputer(strategy="mean"), StandardScaler(), cls(**kwargs))
+
+    return factory
+
+
+def select_classifiers(
+    classifiers: Union[str, Sequence[str], None] = None, battery: str = "default"
+) -> List[str]:
+    """Resolve ``classifiers`` and ``battery`` into a list of registered names.
+
+    Parameters
+    ----------
+    classifiers : str or list of str, optional
+        Names to run (``"SVC,XGBClassifier"``), or names to drop from the
+        battery when every item starts with ``-`` (``"-GaussianNB,-KNeighborsClassifier"``).
+        ``None`` runs the whole battery.
+    battery : {"default", "all"}
+        ``"default"``: leukbench's 12 (:data:`DEFAULT_BATTERY`); ``"all"``:
+        lazypredict's list of classifiers.
+    """
+    if battery == "default":
+        base = list(DEFAULT_BATTERY)
+    elif battery == "all":
+        base = lazypredict_battery()
+    else:
+        raise ValueError(f"unknown battery {battery!r}; use 'default' or 'all'")
+    if classifiers is None or classifiers == "" or classifiers == []:
+        return base
+    items = [c.strip() for c in (classifiers.split(",") if isinstance(classifiers, str) else classifiers)]
+    items = [c for c in items if c]
+    minus = [c for c in items if c.startswith("-")]
+    plus = [c for c in items if not c.startswith("-")]
+    if minus and plus:
+        raise ValueError("classifiers: either names to run or -names to exclude, not both")
+    unknown = [c.lstrip("-") for c in items if c.lstrip("-") not in _REGISTRY]
+    if unknown:
+        raise KeyError(
+            f"unknown classifier(s) {', '.join(unknown)}; available: {', '.join(available_classifiers())}"
+        )
+    if minus:
+        drop = {c[1:] for c in minus}
+        return [c for c in base if c not in drop]
+    out: List[str] = []
+    for c in plus:
+        if c not in out:
+            out.append(c)
+    return out
+
+
+def describe_pipeline(name: str) -> str:
+    """Short text of a classifier's pipeline, e.g. ``StandardScaler -> SVC``."""
+    est = make_classifier(name, 0)
+    steps = getattr(est, "steps", None)
+    if steps:
+        return " -> ".join(type(s).__name__ for _, s in steps)
+    return type(est).__name__
+
