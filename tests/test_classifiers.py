@@ -1,0 +1,68 @@
+"""The classifier battery registry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from leukbench import classifiers as C
+
+
+def test_default_battery_is_the_fixed_twelve():
+    assert C.select_classifiers() == list(C.DEFAULT_BATTERY)
+    assert len(C.DEFAULT_BATTERY) == 12
+    assert set(C.SEED_CLASSIFIERS) <= set(C.DEFAULT_BATTERY)
+    assert isinstance(C.BATTERY_VERSION, int)
+
+
+def test_select_and_exclude():
+    assert C.select_classifiers("SVC, XGBClassifier,SVC") == ["SVC", "XGBClassifier"]
+    left = C.select_classifiers("-GaussianNB,-KNeighborsClassifier")
+    assert len(left) == 10 and "GaussianNB" not in left and left[0] == "SVC"
+    with pytest.raises(KeyError, match="unknown classifier.*Nope.*available: SVC"):
+        C.select_classifiers("SVC,Nope")
+    with pytest.raises(ValueError, match="not both"):
+        C.select_classifiers("SVC,-GaussianNB")
+    with pytest.raises(ValueError, match="unknown battery"):
+        C.select_classifiers(battery="huge")
+
+
+def test_scaling_where_needed():
+    assert C.describe_pipeline("SVC") == "StandardScaler -> SVC"
+    assert C.describe_pipeline("LinearDiscriminantAnalysis") == "StandardScaler -> LinearDiscriminantAnalysis"
+    assert C.describe_pipeline("RandomForestClassifier") == "RandomForestClassifier"
+
+
+def test_register_classifier():
+    from sklearn.dummy import DummyClassifier
+
+    C.register_classifier("TestDummy", lambda seed: DummyClassifier(), replace=True)
+    assert "TestDummy" in C.available_classifiers()
+    assert C.select_classifiers("TestDummy") == ["TestDummy"]
+    with pytest.raises(ValueError, match="already registered"):
+        C.register_classifier("TestDummy", lambda seed: DummyClassifier())
+    with pytest.raises(TypeError):
+        C.register_classifier("Bad", "not callable")
+
+
+@pytest.mark.parametrize("name", C.DEFAULT_BATTERY)
+def test_each_default_classifier_learns_a_separable_problem(name):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 6)).astype(np.float32)
+    y = (X[:, 0] + 0.3 * X[:, 1] > 0).astype(int)
+    est = C.make_classifier(name, seed=0).fit(X[:60], y[:60])
+    assert (est.predict(X[60:]) == y[60:]).mean() >= 0.75
+
+
+def test_seed_is_passed_on():
+    a, b = C.make_classifier("RandomForestClassifier", 3), C.make_classifier("XGBClassifier", 3)
+    assert a.random_state == 3 and b.get_params()["random_state"] == 3
+
+
+def test_battery_all_is_lazypredicts_list():
+    Supervised = pytest.importorskip("lazypredict.Supervised")
+    names = C.select_classifiers(battery="all")
+    assert names == [n for n, _ in Supervised.CLASSIFIERS]
+    assert len(names) > 20
+    est = C.make_classifier(names[0], 0)
+    assert [type(s).__name__ for _, s in est.steps][:2] == ["SimpleImputer", "StandardScaler"]

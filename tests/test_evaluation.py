@@ -1,0 +1,250 @@
+"""Subject-aware evaluation: folds, metrics, isolation of failures, fold cache, lazypredict."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from leukbench.classifiers import register_classifier
+from leukbench.evaluation import EvaluationError, compare, plan_splits, score_fold
+from leukbench.featureset import FeatureSet
+
+FAST = "LogisticRegression,RidgeClassifier,GaussianNB"
+
+
+def make_fs(n_subjects=(8, 8), per_subject=6, n_features=12, seed=0, classes=("all", "hem"),
+            subject_shift=1.0, signal=1.2, name="synthetic", duplicate=None):
+    """Images of subjects; every subject has its own offset (what leaks in a random split)."""
+    rng = np.random.default_rng(seed)
+    X, y, subjects, ids, hashes = [], [], [], [], []
+    for ci, (cls, n) in enumerate(zip(classes, n_subjects)):
+        for s in range(n):
+            sid = f"{cls[0].upper()}{s}"
+            offset = rng.normal(0, subject_shift, n_features)
+            for k in range(per_subject):
+                v = offset + rng.normal(0, 1, n_features)
+                v[ci % n_features] += signal
+                X.append(v)
+                y.append(cls)
+                subjects.append(sid)
+                ids.append(f"{cls}/UID_{sid}_{k}.png")
+                hashes.append(f"{len(ids):032x}")
+    n = len(ids)
+    ph = np.array(hashes, dtype=object)
+    if duplicate is not None:  # image j is a copy of image i (another subject)
+        i, j = duplicate
+        ph[j] = ph[i]
+    return FeatureSet(name=name, X=np.array(X, np.float32), y=np.array(y, object), ids=np.array(ids, object),
+                      subjects=np.array(subjects, object), splits=np.array(["train"] * n, object),
+                      feature_names=[f"f{i}" for i in range(n_features)], pixel_hashes=ph,
+                      dhashes=np.array([None] * n, object))
+
+
+def run(fs, tmp_path, **kw):
+    kw.setdefault("classifiers", FAST)
+    kw.setdefault("progress", False)
+    kw.setdefault("cache_dir", tmp_path / "cache")
+    return compare(fs, **kw)
+
+
+def test_metrics_agree_with_sklearn_from_predictions(tmp_path):
+    res = run(make_fs(), tmp_path, seed=1)
+    assert res.positive_label == "all" and res.classes == ["all", "hem"]
+    for (name, fold), p in res.predictions.groupby(["classifier", "fold"]):
+        row = res.folds[(res.folds.classifier == name) & (res.folds.fold == fold)].iloc[0]
+        assert row.accuracy == pytest.approx(skm.accuracy_score(p.y_true, p.y_pred))
+        assert row.balanced_accuracy == pytest.approx(skm.balanced_accuracy_score(p.y_true, p.y_pred))
+        assert row.f1 == pytest.approx(skm.f1_score(p.y_true, p.y_pred, pos_label="all"))
+        assert row.precision == pytest.approx(skm.precision_score(p.y_true, p.y_pred, pos_label="all",
+                                                                  zero_division=0))
+        assert row.recall == pytest.approx(skm.recall_score(p.y_true, p.y_pred, pos_label="all"))
+        assert row.mcc == pytest.approx(skm.matthews_corrcoef(p.y_true, p.y_pred))
+        assert row.roc_auc == pytest.approx(skm.roc_auc_score(p.y_true == "all", p.score_all))
+    t = res.table.set_index("Model")
+    for name, f in res.folds.groupby("classifier"):
+        assert t.loc[name, "Balanced Accuracy"] == pytest.approx(f.balanced_accuracy.mean())
+        assert t.loc[name, "Balanced Accuracy Std"] == pytest.approx(f.balanced_accuracy.std(ddof=0))
+        assert t.loc[name, "Folds"] == 5
+    # sorted best first
+    assert list(res.table["Balanced Accuracy"]) == sorted(res.table["Balanced Accuracy"], reverse=True)
+
+
+def test_no_subject_on_both_sides_of_a_fold(tmp_path):
+    fs = make_fs(n_subjects=(9, 7), per_subject=5)
+    res = run(fs, tmp_path, classifiers="GaussianNB", repeats=2)
+    assert len(res.folds) == 10
+    assert res.cv_description.startswith("StratifiedGroupKFold(5)")
+    for _, row in res.folds.iterrows():
+        assert not set(row.train_subjects) & set(row.test_subjects)
+        assert row.n_train + row.n_test == len(fs)
+    # every image is tested exactly once per repeat
+    per_repeat = res.predictions.groupby("repeat")["id"].agg(lambda s: sorted(s))
+    assert all(list(v) == sorted(fs.ids) for v in per_repeat)
+
+
+def test_duplicate_images_merge_their_subjects(tmp_path):
+    fs = make_fs(duplicate=(0, 60))  # A0's first image is also filed under H2
+    assert fs.subjects[0] == "A0" and fs.subjects[60] == "H2"
+    res = run(fs, tmp_path, classifiers="GaussianNB")
+    assert res.audit.merged_subjects == [("A0", "H2")]
+    for _, row in res.folds.iterrows():
+        sides = ("A0" in row.train_subjects, "H2" in row.train_subjects)
+        assert sides in ((True, True), (False, False))
+    kept = run(fs, tmp_path, classifiers="GaussianNB", merge_duplicates=False)
+    assert kept.audit.merged_subjects == [] and len(kept.audit.pairs) == 1
+
+
+def test_roc_auc_comes_from_scores_not_labels():
+    # perfect ranking, badly placed threshold: all predicted "all"
+    y_true = np.array([0, 0, 0, 1, 1, 1])
+    y_pred = np.array([0, 0, 0, 0, 0, 0])
+    scores = np.column_stack([1 - np.linspace(0, 1, 6), np.linspace(0, 1, 6)])
+    m = score_fold(y_true, y_pred, scores, 2, positive=1)
+    assert m["roc_auc"] == 1.0 and m["balanced_accuracy"] == 0.5
+    assert np.isnan(score_fold(y_true, y_pred, None, 2, positive=1)["roc_auc"])
+    one_class = score_fold(np.zeros(3, int), np.zeros(3, int), scores[:3], 2, positive=1)
+    assert np.isnan(one_class["roc_auc"])
+
+
+def test_roc_auc_differs_from_balanced_accuracy_in_a_real_run(tmp_path):
+    res = run(make_fs(signal=0.8), tmp_path, classifiers="LogisticRegression")
+    f = res.folds
+    assert (f.roc_auc - f.balanced_accuracy).abs().max() > 0.01
+
+
+class _Boom:
+    def fit(self, X, y):
+        raise RuntimeError("boom on purpose")
+
+
+class _Sleeper:
+    def fit(self, X, y):
+        time.sleep(60)
+        return self
+
+
+def test_failing_and_hanging_classifiers_are_isolated(tmp_path):
+    register_classifier("TestBoom", lambda seed: _Boom(), replace=True)
+    register_classifier("TestSleeper", lambda seed: _Sleeper(), replace=True)
+    t0 = time.perf_counter()
+    res = run(make_fs(), tmp_path, classifiers="GaussianNB,TestBoom,TestSleeper", cv=2, timeout=2, n_jobs=2)
+    assert time.perf_counter() - t0 < 30  # the sleeper was killed, not waited for
+    t = res.table.set_index("Model")
+    assert t.loc["GaussianNB", "Status"] == "ok" and t.loc["GaussianNB", "Folds"] == 2
+    assert t.loc["TestBoom", "Status"] == "failed: RuntimeError: boom on purpose"
+    assert t.loc["TestSleeper", "Status"] == "timeout"
+    assert np.isnan(t.loc["TestSleeper", "Balanced Accuracy"]) and t.loc["TestBoom", "Folds"] == 0
+    assert list(res.table.Model)[0] == "GaussianNB"  # failed rows sorted last
+    assert set(res.predictions.classifier) == {"GaussianNB"}
+    # without a timeout the failure is isolated too (joblib path)
+    res2 = run(make_fs(), tmp_path, classifiers="GaussianNB,TestBoom", cv=2)
+    assert res2.table.set_index("Model").loc["TestBoom", "Status"].startswith("failed")
+
+
+def test_rerun_reuses_cached_folds(tmp_path):
+    fs = make_fs()
+    first = run(fs, tmp_path, seed=3)
+    assert first.n_cached == 0 and first.n_computed == 15
+    again = run(fs, tmp_path, seed=3)
+    assert again.n_cached == 15 and again.n_computed == 0
+    cols = [c for c in first.table.columns if "Time" not in c]
+    pd.testing.assert_frame_equal(first.table[cols], again.table[cols])
+    pd.testing.assert_frame_equal(first.predictions, again.predictions)
+    other_seed = run(fs, tmp_path, seed=4)
+    assert other_seed.n_computed == 15
+    no_cache = run(fs, tmp_path, seed=3, cache_dir=False)
+    assert no_cache.n_cached == 0
+
+
+def test_too_few_subjects_reduce_the_folds_or_stop():
+    y = np.array(["all"] * 12 + ["hem"] * 9, object)
+    groups = np.array([f"A{i % 6}" for i in range(12)] + [f"H{i % 3}" for i in range(9)], object)
+    splits, desc, notes = plan_splits(y, groups, cv=5, seed=0)
+    assert len(splits) == 3 and "StratifiedGroupKFold(3)" in desc
+    assert "hem: 3" in notes[0] and "3 folds are used" in notes[0]
+    for sp in splits:
+        assert set(y[sp.test]) == {"all", "hem"}  # both classes in every test fold
+    with pytest.raises(EvaluationError, match="fewer than 2 subject groups.*hem: 1"):
+        plan_splits(y, np.where(y == "hem", "H0", groups), cv=5)
+
+
+def test_without_subjects_images_are_stratified_and_it_says_so(tmp_path):
+    fs = make_fs()
+    fs.subjects[:] = ""
+    res = run(fs, tmp_path, classifiers="GaussianNB")
+    assert res.cv_description.startswith("StratifiedKFold(5)") and "optimistic" in res.cv_description
+
+
+def test_predefined_split(tmp_path):
+    fs = make_fs()
+    test_subjects = {"A0", "A1", "H0", "H1"}
+    fs.splits[:] = ["test" if s in test_subjects else "train" for s in fs.subjects]
+    res = run(fs, tmp_path, split="predefined")
+    assert len(res.folds) == 3 and set(res.folds.n_test) == {24}
+    assert set(res.predictions.subject) == test_subjects
+    fs.splits[:] = "train"
+    with pytest.raises(EvaluationError, match="0 test"):
+        run(fs, tmp_path, split="predefined")
+
+
+def test_multiclass_uses_one_vs_rest_auc(tmp_path):
+    fs = make_fs(n_subjects=(5, 5, 5), classes=("aml", "cll", "cml"), signal=2.0)
+    res = run(fs, tmp_path, classifiers="LogisticRegression")
+    assert res.positive_label is None and res.classes == ["aml", "cll", "cml"]
+    for fold, p in res.predictions.groupby("fold"):
+        row = res.folds[res.folds.fold == fold].iloc[0]
+        probs = p[["score_aml", "score_cll", "score_cml"]].to_numpy()
+        assert row.roc_auc == pytest.approx(skm.roc_auc_score(p.y_true, probs, multi_class="ovr"))
+        assert row.f1 == pytest.approx(skm.f1_score(p.y_true, p.y_pred, average="weighted"))
+
+
+def test_several_feature_sets_give_rows_per_set(tmp_path):
+    a, b = make_fs(name="a"), make_fs(name="b", seed=0)
+    b.X = b.X[:, :4]
+    b.feature_names = b.feature_names[:4]
+    res = run({"deep": a, "small": b}, tmp_path, classifiers="GaussianNB,RidgeClassifier")
+    assert sorted(zip(res.table["Feature Set"], res.table.Model)) == [
+        ("deep", "GaussianNB"), ("deep", "RidgeClassifier"), ("small", "GaussianNB"), ("small", "RidgeClassifier")]
+    # both sets are evaluated on the same folds
+    fa = res.folds[res.folds.feature_set == "deep"].test_subjects.tolist()
+    fb = res.folds[res.folds.feature_set == "small"].test_subjects.tolist()
+    assert fa == fb
+
+
+def test_bad_arguments_are_clear(tmp_path):
+    with pytest.raises(ValueError, match="cannot sort by"):
+        run(make_fs(), tmp_path, sort="Speed")
+    with pytest.raises(ValueError, match="positive label 'x'"):
+        run(make_fs(), tmp_path, positive_label="x")
+
+
+def test_numbers_match_lazypredict_on_the_same_split(tmp_path):
+    Supervised = pytest.importorskip("lazypredict.Supervised")
+    fs = make_fs(n_subjects=(10, 10), n_features=20, seed=5)
+    names = ["LinearDiscriminantAnalysis", "RidgeClassifier", "RidgeClassifierCV", "SVC", "XGBClassifier"]
+    res = run(fs, tmp_path, classifiers=",".join(names), seed=42)
+    p0 = res.predictions[(res.predictions.fold == 0)]
+    test_ids = set(p0.id)
+    te = np.array([i in test_ids for i in fs.ids])
+    X = pd.DataFrame(fs.X.astype(np.float64))
+    y = pd.Series(fs.y).map({"all": 1, "hem": 0})
+    wanted = [c for n, c in Supervised.CLASSIFIERS if n in names]
+    lazy = Supervised.LazyClassifier(classifiers=wanted, random_state=42, ignore_warnings=True, verbose=0)
+    models = lazy.fit(X[~te], X[te], y[~te], y[te])
+    models = models[0] if isinstance(models, tuple) else models
+    compared = 0
+    for name in names:
+        if name not in models.index:
+            continue
+        f = res.folds[(res.folds.classifier == name) & (res.folds.fold == 0)].iloc[0]
+        pred = res.predictions[(res.predictions.classifier == name) & (res.predictions.fold == 0)]
+        assert models.loc[name, "Accuracy"] == pytest.approx(f.accuracy, abs=1e-9), name
+        assert models.loc[name, "Balanced Accuracy"] == pytest.approx(f.balanced_accuracy, abs=1e-9), name
+        assert models.loc[name, "F1 Score"] == pytest.approx(
+            skm.f1_score(pred.y_true, pred.y_pred, average="weighted"), abs=1e-9), name
+        compared += 1
+    assert compared >= 4
