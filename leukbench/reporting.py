@@ -437,7 +437,7 @@ def roc_points(result, row) -> Dict[str, Any]:
     out["fold_aucs"] = np.asarray(aucs, dtype=float)
     if aucs:
         out["auc_mean"] = float(np.mean(aucs))
-        out["auc_std"] = float(np.std(aucs, ddof=1)) if len(aucs) > 1 else math.nan
+        out["auc_std"] = float(np.std(aucs, ddof=0)) if len(aucs) > 1 else 0.0
     return out
 
 
