@@ -121,7 +121,10 @@ def cmd_compare(args) -> int:
     from .evaluation import compare
     from .reporting import markdown_summary
 
+    from .classifiers import select_classifiers
+
     data = args.data if args.data is not None else datasets.sample_root()
+    select_classifiers(args.classifiers, args.battery)  # fail before any extraction
     result_sets, _ = _extract(args)
     sets = list(result_sets.values()) if isinstance(result_sets, dict) else [result_sets]
     cache_dir = Path(args.cache_dir) if args.cache_dir else None
