@@ -133,6 +133,7 @@ def variant_decode(root: Path, backbone: str, weights: str, limit: int) -> dict:
 
 def variant_leukbench(root: Path, backbone: str, weights: str, limit: int) -> dict:
     import leukbench
+    import leukbench.features.deep  # noqa: F401 - torch/timm imported before timing, as in the other variants
 
     table = _images(root, limit)
     with tempfile.TemporaryDirectory() as cache:
