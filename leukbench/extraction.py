@@ -142,20 +142,6 @@ def _collate(batch):
     return batch
 
 
-def _lower_priority(worker_id: int) -> None:
-    """Decoding workers yield the CPU to the network's threads.
-
-    On a machine with few cores the decoding worker and the intra-op threads
-    of the forward pass compete; OpenMP threads that lose their core stall
-    the whole batch. A lower priority lets decoding fill the gaps instead,
-    while the prefetch queue keeps the network fed.
-    """
-    try:
-        os.nice(5)
-    except OSError:  # not permitted or not supported: run at normal priority
-        pass
-
-
 # ---------------------------------------------------------------------------
 # main side
 # ---------------------------------------------------------------------------
@@ -220,7 +206,6 @@ def run_extractor(
             collate_fn=_collate,
             prefetch_factor=4 if num_workers else None,
             persistent_workers=False,
-            worker_init_fn=_lower_priority if extractor.config.kind == "deep" else None,
         )
         buf: Dict[str, list] = {k: [] for k in ("ids", "sizes", "mtimes", "ph", "dh", "fb", "X")}
 
