@@ -107,9 +107,13 @@ class AuditReport:
         if self.pairs.empty:
             return (f"no identical or near-identical images across subjects or splits "
                     f"({self.n_images} images audited)")
-        cross = self.pairs["split_a"] != self.pairs["split_b"]
+        cross = int((self.pairs["split_a"] != self.pairs["split_b"]).sum())
+        no_subject = int(((self.pairs["subject_a"] == "") | (self.pairs["subject_b"] == "")).sum())
+        detail = f"{cross} across train/test"
+        if no_subject:
+            detail += f", {no_subject} involving images without a subject id"
         text = (f"{self.n_identical} identical and {self.n_near} near-identical image pair(s) "
-                f"across subjects or splits ({int(cross.sum())} across train/test)")
+                f"across subjects or splits ({detail})")
         if self.merged_subjects:
             shown = ", ".join("~".join(g) for g in self.merged_subjects[:5])
             more = f" and {len(self.merged_subjects) - 5} more" if len(self.merged_subjects) > 5 else ""
