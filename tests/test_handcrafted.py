@@ -58,6 +58,36 @@ def test_morphology_of_an_empty_mask_is_zero():
     assert not morphology_features(np.zeros((10, 10), bool)).any()
 
 
+def test_morphology_agrees_with_regionprops():
+    from skimage.measure import regionprops
+
+    mask = disk_image(30, size=100, ellipse=1.6)[..., 0] > 0
+    mask[20:30, 45:48] = True  # a protrusion, so the cell is not convex
+    got = dict(zip(GROUPS["morphology"], morphology_features(mask)))
+    p = regionprops(mask.astype(np.uint8))[0]
+    assert got["morph.area"] == pytest.approx(p.area / mask.size)
+    assert got["morph.perimeter"] == pytest.approx(p.perimeter, rel=1e-5)
+    for ours, theirs in [("eccentricity", "eccentricity"), ("major_axis", "axis_major_length"),
+                         ("minor_axis", "axis_minor_length"), ("extent", "extent")]:
+        assert got[f"morph.{ours}"] == pytest.approx(getattr(p, theirs), rel=1e-4)
+    assert got["morph.orientation_abs"] == pytest.approx(abs(p.orientation), abs=1e-4)
+    assert got["morph.solidity"] == pytest.approx(p.solidity, abs=0.05)  # hull of pixel squares
+
+
+def test_lbp_and_glcm_match_scikit_image():
+    from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
+
+    from leukbench.features.handcrafted import GLCM_PROPS, _glcm_props, _uniform_lbp
+
+    rng = np.random.default_rng(0)
+    gray = load_image(load_sample()["path"][0])[::4, ::4, 1]
+    for g in (gray, rng.integers(0, 256, (23, 31)).astype(np.uint8), np.full((8, 9), 5, np.uint8)):
+        np.testing.assert_array_equal(_uniform_lbp(g), local_binary_pattern(g, 8, 1, method="uniform"))
+        glcm = graycomatrix(g // 8, [1, 2], [0, np.pi / 2], levels=32, symmetric=True, normed=True)
+        want = np.stack([graycoprops(glcm, p).mean(axis=1) for p in GLCM_PROPS])
+        np.testing.assert_allclose(_glcm_props(glcm), want, atol=1e-9)
+
+
 def test_colour_and_texture_follow_the_pixels():
     ex = create_extractor("handcrafted")
     flat, noisy = disk_image(50), disk_image(50)
