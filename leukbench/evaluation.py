@@ -79,6 +79,7 @@ def plan_splits(
     cv: int = 5,
     repeats: int = 1,
     seed: int = 0,
+    n_without_subject: int = 0,
 ) -> Tuple[List[Split], str, List[str]]:
     """Plan the train/test splits of an evaluation.
 
@@ -93,6 +94,9 @@ def plan_splits(
     scheme : {"cv", "predefined"}
     cv, repeats, seed
         Folds, repetitions (each with seed ``seed + r``) and base seed.
+    n_without_subject : int
+        Images without a subject id among ``groups`` (each its own group,
+        unless the audit linked it to others); only used in the description.
 
     Returns
     -------
@@ -173,11 +177,18 @@ def plan_splits(
         for f, (tr, te) in enumerate(folds):
             out.append(Split(r, f, np.asarray(tr), np.asarray(te)))
     rep = f", repeated {repeats} times (seeds {seed}..{seed + repeats - 1})" if repeats > 1 else f" (seed {seed})"
-    if groups is not None:
-        n_groups = len(set(groups))
+    n_groups = len(set(groups)) if groups is not None else 0
+    if groups is not None and n_without_subject >= len(y):
+        desc = (f"StratifiedGroupKFold({k}){rep}: subject ids are unknown, so folds are split by image, "
+                f"except that images the leakage audit found duplicated are kept together ({n_groups} "
+                "groups); cells of one patient may be on both sides, which makes the scores optimistic.")
+    elif groups is not None:
         desc = (f"StratifiedGroupKFold({k}){rep}: subjects are known, so no subject (and no group of "
                 f"subjects sharing duplicate images) is ever in both the train and the test part of a "
                 f"fold; {n_groups} groups.")
+        if n_without_subject:
+            desc = desc[:-1] + (f", {n_without_subject} of them single images without a subject id, "
+                                "which may share a patient with others.")
     else:
         desc = (f"StratifiedKFold({k}){rep}: subject ids are unknown, so folds are split by image; "
                 "cells of one patient may be on both sides, which makes the scores optimistic.")
@@ -253,8 +264,19 @@ def score_fold(
     return {m: out[m] for m in METRICS}
 
 
+def _softmax(d: np.ndarray) -> np.ndarray:
+    d = d - d.max(axis=1, keepdims=True)
+    e = np.exp(d)
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def _scores_of(est, X: np.ndarray, n_classes: int) -> Optional[np.ndarray]:
-    """Probabilities, else decision scores, as an ``(n, n_classes)`` array."""
+    """Probabilities, else decision scores, as an ``(n, n_classes)`` array.
+
+    Binary decision scores ``d`` become ``[-d, d]``; multiclass decision
+    scores are softmax-normalised so that one-vs-rest AUCs compare like
+    probabilities.
+    """
     if hasattr(est, "predict_proba"):
         try:
             return np.asarray(est.predict_proba(X), dtype=np.float64)
@@ -264,7 +286,7 @@ def _scores_of(est, X: np.ndarray, n_classes: int) -> Optional[np.ndarray]:
         d = np.asarray(est.decision_function(X), dtype=np.float64)
         if d.ndim == 1:
             return np.column_stack([-d, d])
-        return d
+        return _softmax(d)
     return None
 
 
@@ -278,103 +300,253 @@ class _Task:
     set_index: int
     classifier: str
     split: Split
-    key: str
+    key: str = ""
+    estimator: Any = None
 
 
-def _run_task(X: np.ndarray, y: np.ndarray, task: _Task, seed: int, n_classes: int) -> Dict[str, Any]:
-    """Fit and predict one task; never raises."""
-    from .classifiers import make_classifier
+def _failure(status: str, error: str) -> Dict[str, Any]:
+    return {"status": status, "error": error, "fit_time": float("nan"), "predict_time": float("nan"),
+            "y_pred": None, "scores": None}
 
-    out: Dict[str, Any] = {"status": "ok", "error": "", "fit_time": float("nan"),
-                           "predict_time": float("nan"), "y_pred": None, "scores": None}
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, KeyError) and exc.args:
+        text = str(exc.args[0])
+    msg = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {msg}"[:300]
+
+
+def _run_task(X: np.ndarray, y: np.ndarray, est, train: np.ndarray, test: np.ndarray,
+              n_classes: int) -> Dict[str, Any]:
+    """Fit ``est`` on ``train`` and predict ``test``; never raises (bar Ctrl-C)."""
+    out = _failure("ok", "")
     try:
-        est = make_classifier(task.classifier, seed)
-        tr, te = task.split.train, task.split.test
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             t0 = time.perf_counter()
-            est.fit(X[tr], y[tr])
+            est.fit(X[train], y[train])
             t1 = time.perf_counter()
-            y_pred = np.asarray(est.predict(X[te])).astype(np.int64)
-            scores = _scores_of(est, X[te], n_classes)
+            y_pred = np.asarray(est.predict(X[test])).astype(np.int64)
+            scores = _scores_of(est, X[test], n_classes)
             t2 = time.perf_counter()
-        if scores is not None and scores.shape != (len(te), n_classes):
+        if scores is not None and scores.shape != (len(test), n_classes):
             scores = None  # e.g. a model that saw fewer classes in training
         out.update(fit_time=t1 - t0, predict_time=t2 - t1, y_pred=y_pred, scores=scores)
     except BaseException as exc:  # noqa: BLE001 - isolate any failure of one model
         if isinstance(exc, KeyboardInterrupt):
             raise
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        out.update(status="failed", error=f"{type(exc).__name__}: {msg}"[:300])
+        out = _failure("failed", _error_text(exc))
     return out
 
 
-def _child(conn, X, y, task, seed, n_classes):  # pragma: no cover - runs in a child process
-    try:
-        conn.send(_run_task(X, y, task, seed, n_classes))
-    finally:
-        conn.close()
-
-
-def _run_killable(jobs, n_jobs: int, timeout: float, on_done):
-    """Run ``jobs`` (X, y, task, seed, n_classes) in child processes killed after ``timeout``."""
-    import multiprocessing as mp
-    from multiprocessing.connection import wait
-
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    pending = list(jobs)
-    running: Dict[Any, Tuple[Any, Any, float, _Task]] = {}
-    try:
-        while pending or running:
-            while pending and len(running) < n_jobs:
-                X, y, task, seed, n_classes = pending.pop(0)
-                recv, send = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_child, args=(send, X, y, task, seed, n_classes), daemon=True)
-                proc.start()
-                send.close()
-                running[recv] = (proc, recv, time.monotonic() + timeout, task)
-            now = time.monotonic()
-            wait_for = max(0.0, min(d for _, _, d, _ in running.values()) - now)
-            ready = wait(list(running), timeout=min(wait_for, 1.0) + 0.01)
-            for conn in ready:
-                proc, _, _, task = running.pop(conn)
-                try:
-                    res = conn.recv()
-                except (EOFError, OSError):
-                    res = {"status": "failed", "error": f"worker process died (exit code {proc.exitcode})",
-                           "fit_time": float("nan"), "predict_time": float("nan"), "y_pred": None,
-                           "scores": None}
-                conn.close()
-                proc.join(timeout=5)
-                on_done(task, res)
-            now = time.monotonic()
-            for conn in [c for c, v in running.items() if v[2] <= now]:
-                proc, _, _, task = running.pop(conn)
-                proc.kill()
-                proc.join(timeout=5)
-                conn.close()
-                on_done(task, {"status": "timeout", "error": f"fit exceeded the {timeout:g} s timeout "
-                               "and was stopped", "fit_time": float("nan"),
-                               "predict_time": float("nan"), "y_pred": None, "scores": None})
-    finally:
-        for proc, conn, _, _ in running.values():
-            proc.kill()
-            conn.close()
-
-
-def _run_parallel(jobs, n_jobs: int, on_done):
-    """Run ``jobs`` through joblib (no timeout)."""
+def _run_parallel(jobs, data, n_jobs: int, n_classes: int, on_done) -> None:
+    """Run tasks in this process (``n_jobs=1``) or through joblib (no timeout)."""
     if n_jobs == 1 or len(jobs) <= 1:
-        for X, y, task, seed, n_classes in jobs:
-            on_done(task, _run_task(X, y, task, seed, n_classes))
+        for task in jobs:
+            X, y = data[task.set_index][:2]
+            on_done(task, _run_task(X, y, task.estimator, task.split.train, task.split.test, n_classes))
         return
     from joblib import Parallel, delayed
 
     gen = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_run_task)(X, y, task, seed, n_classes) for X, y, task, seed, n_classes in jobs
+        delayed(_run_task)(data[t.set_index][0], data[t.set_index][1], t.estimator, t.split.train,
+                           t.split.test, n_classes)
+        for t in jobs
     )
-    for (_, _, task, _, _), res in zip(jobs, gen):
+    for task, res in zip(jobs, gen):
         on_done(task, res)
+
+
+# -- killable workers (timeout) ---------------------------------------------
+#
+# With a timeout, tasks run in worker processes started as fresh interpreters
+# (``python -c ...``): never forked from this process, whose OpenMP/BLAS
+# thread pools would deadlock a forked child, and never re-importing the
+# user's ``__main__``. A worker serves tasks one at a time over its
+# stdin/stdout (length-prefixed pickles; the estimators are cloudpickled, so
+# classifiers registered at run time work), reports when a fit starts, and is
+# killed -- and replaced -- when that fit runs past the timeout.
+
+_WORKER_BOOT = "from leukbench.evaluation import _worker_main; _worker_main()"
+_START_GRACE = 300.0  # seconds a worker may take to start and receive its data
+
+
+def _dumps(obj) -> bytes:
+    try:
+        import cloudpickle
+    except ImportError:  # pragma: no cover - cloudpickle comes with joblib
+        import pickle as cloudpickle
+    return cloudpickle.dumps(obj)
+
+
+def _write_frame(fh, payload: bytes) -> None:
+    fh.write(len(payload).to_bytes(8, "little"))
+    fh.write(payload)
+    fh.flush()
+
+
+def _read_frame(fh) -> Optional[bytes]:
+    head = fh.read(8)
+    if len(head) < 8:
+        return None
+    size = int.from_bytes(head, "little")
+    payload = fh.read(size)
+    return payload if len(payload) == size else None
+
+
+def _worker_main() -> None:  # pragma: no cover - runs in a worker process
+    """Serve tasks from stdin until it closes (see ``_run_killable``)."""
+    import pickle
+    import sys
+
+    inp = sys.stdin.buffer
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # whatever a model prints goes to stderr
+    data: Dict[Any, Tuple[np.ndarray, np.ndarray]] = {}
+    while True:
+        frame = _read_frame(inp)
+        if frame is None:
+            return
+        msg = pickle.loads(frame)
+        if msg[0] == "data":
+            data[msg[1]] = (msg[2], msg[3])
+            continue
+        _, tid, set_key, est_bytes, train, test, n_classes = msg
+        try:  # loading imports the model's modules: not part of the timed fit
+            est = pickle.loads(est_bytes)
+        except Exception as exc:  # noqa: BLE001 - e.g. a class the worker cannot import
+            res = _failure("failed", "cannot load the classifier in a worker process: " + _error_text(exc))
+        else:
+            _write_frame(out, pickle.dumps(("started", tid)))
+            X, y = data[set_key]
+            res = _run_task(X, y, est, train, test, n_classes)
+        _write_frame(out, pickle.dumps(("result", tid, res), protocol=pickle.HIGHEST_PROTOCOL))
+
+
+class _Worker:
+    """One worker process, its reader thread and its current task."""
+
+    def __init__(self, events, threads: int):
+        import subprocess
+        import sys
+        import threading
+
+        env = dict(os.environ)
+        paths = [p or os.getcwd() for p in sys.path]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(var, str(threads))
+        self.proc = subprocess.Popen([sys.executable, "-c", _WORKER_BOOT], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, env=env)
+        self.sent: set = set()
+        self.task: Optional[_Task] = None
+        self.deadline = math.inf
+        self.alive = True
+        self._reader = threading.Thread(target=self._read, args=(events,), daemon=True)
+        self._reader.start()
+
+    def _read(self, events) -> None:
+        import pickle
+
+        while True:
+            frame = _read_frame(self.proc.stdout)
+            if frame is None:
+                events.put((self, ("eof",), time.monotonic()))
+                return
+            events.put((self, pickle.loads(frame), time.monotonic()))
+
+    def send(self, task: _Task, set_key, X, y, est_bytes: bytes, n_classes: int, timeout: float) -> None:
+        import pickle
+
+        if set_key not in self.sent:
+            _write_frame(self.proc.stdin, pickle.dumps(("data", set_key, X, y), protocol=pickle.HIGHEST_PROTOCOL))
+            self.sent.add(set_key)
+        msg = ("task", id(task), set_key, est_bytes, task.split.train, task.split.test, n_classes)
+        self.task = task
+        self.deadline = time.monotonic() + timeout + _START_GRACE
+        _write_frame(self.proc.stdin, pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def kill(self) -> None:
+        self.alive = False
+        try:
+            self.proc.kill()
+        except OSError:  # pragma: no cover - already gone
+            pass
+        for fh in (self.proc.stdin, self.proc.stdout):
+            try:
+                fh.close()
+            except OSError:  # pragma: no cover
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except Exception:  # noqa: BLE001 - pragma: no cover
+            pass
+
+
+def _run_killable(jobs, data, n_jobs: int, n_classes: int, timeout: float, on_done) -> None:
+    """Run tasks in worker processes; a fit running past ``timeout`` s is killed."""
+    import queue
+    from collections import deque
+
+    events: "queue.Queue" = queue.Queue()
+    pending = deque(jobs)
+    n_workers = max(1, min(n_jobs, len(jobs)))
+    threads = max(1, (os.cpu_count() or 1) // n_workers)
+    workers: List[_Worker] = []
+    try:
+        while pending or any(w.task is not None for w in workers):
+            workers = [w for w in workers if w.alive]
+            # hand tasks to idle workers (start new ones up to n_workers)
+            while pending:
+                idle = [w for w in workers if w.task is None]
+                if not idle and len(workers) >= n_workers:
+                    break
+                task = pending.popleft()
+                try:
+                    est_bytes = _dumps(task.estimator)
+                except Exception as exc:  # noqa: BLE001
+                    on_done(task, _failure("failed", "cannot send the classifier to a worker process: "
+                                           + _error_text(exc)))
+                    continue
+                w = idle[0] if idle else None
+                if w is None:
+                    w = _Worker(events, threads)
+                    workers.append(w)
+                X, y = data[task.set_index][:2]
+                try:
+                    w.send(task, task.set_index, X, y, est_bytes, n_classes, timeout)
+                except OSError:
+                    w.kill()
+                    on_done(task, _failure("failed", "worker process died before the fit started"))
+            busy = [w for w in workers if w.task is not None]
+            if not busy:
+                continue
+            wait_s = max(0.0, min(w.deadline for w in busy) - time.monotonic())
+            try:
+                w, msg, at = events.get(timeout=min(wait_s, 1.0) + 0.01)
+            except queue.Empty:
+                w = None
+            if w is not None and w.alive and w.task is not None:
+                if msg[0] == "started" and msg[1] == id(w.task):
+                    w.deadline = at + timeout
+                elif msg[0] == "result" and msg[1] == id(w.task):
+                    task, w.task, w.deadline = w.task, None, math.inf
+                    on_done(task, msg[2])
+                elif msg[0] == "eof":
+                    task, w.task = w.task, None
+                    w.kill()
+                    on_done(task, _failure("failed", f"worker process died (exit code {w.proc.returncode})"))
+            now = time.monotonic()
+            for w in workers:
+                if w.alive and w.task is not None and w.deadline <= now:
+                    task, w.task = w.task, None
+                    w.kill()
+                    on_done(task, _failure("timeout", f"fit exceeded the {timeout:g} s timeout and was stopped"))
+    finally:
+        for w in workers:
+            if w.alive:
+                w.kill()
 
 
 # ---------------------------------------------------------------------------
@@ -412,7 +584,7 @@ class _FoldCache:
                 scores = z["scores"] if z["has_scores"] else None
                 return {"status": "ok", "error": "", "fit_time": float(z["fit_time"]),
                         "predict_time": float(z["predict_time"]), "y_pred": z["y_pred"],
-                        "scores": scores}
+                        "scores": scores, "cached": True}
         except Exception:  # noqa: BLE001 - a damaged entry is recomputed
             return None
 
@@ -482,12 +654,16 @@ class ComparisonResult:
                 f"cv={self.cv_description.split(':')[0]!r})")
 
     def best(self, metric: Optional[str] = None) -> pd.Series:
-        """The best successful row by ``metric`` (default: the sort metric)."""
-        metric = metric or self.params.get("sort", "Balanced Accuracy")
-        ok = self.table[self.table["Status"] == "ok"]
+        """The best successful row by ``metric`` (default: the sort metric).
+
+        Scores are best when highest, times (``Fit Time``, ``Time Taken``) when
+        lowest; ties go to the earlier row of the table.
+        """
+        metric = _sort_column(metric or self.params.get("sort", "Balanced Accuracy"))
+        ok = self.table[(self.table["Status"] == "ok") & self.table[metric].notna()]
         if ok.empty:
-            raise EvaluationError("no classifier finished successfully")
-        return ok.sort_values(metric, ascending=False, kind="stable").iloc[0]
+            raise EvaluationError(f"no classifier finished successfully with a {metric} score")
+        return ok.sort_values(metric, ascending=metric in _TIME_COLUMNS, kind="stable").iloc[0]
 
     def save(self, out_dir, feature_sets=None, plots: bool = True) -> Path:
         """Write the results folder (see ``docs/reports.md``); returns its path."""
@@ -533,6 +709,83 @@ def _as_sets(feature_sets) -> List[FeatureSet]:
     if len(set(names)) != len(names):
         raise ValueError(f"feature set names must be unique, got {names}")
     return sets
+
+
+#: Version of the fold-cache entries and of their key (bump when either changes).
+_CACHE_FORMAT = "fold-v2"
+
+_TIME_COLUMNS = ("Fit Time", "Time Taken")
+
+
+def _sort_column(sort: str) -> str:
+    """The table column for ``sort`` (a column name or a metric key, any case)."""
+    columns = list(_TABLE_NAMES.values()) + list(_TIME_COLUMNS)
+    lookup = {c.lower(): c for c in columns}
+    lookup.update({k: v for k, v in _TABLE_NAMES.items()})
+    lookup.update({"fit_time": "Fit Time", "time_taken": "Time Taken"})
+    key = str(sort).strip()
+    found = lookup.get(key) or lookup.get(key.lower())
+    if found is None:
+        raise ValueError(f"cannot sort by {sort!r}; use one of {', '.join(columns)}")
+    return found
+
+
+def _cv_groups(fs: FeatureSet, report) -> Tuple[Optional[np.ndarray], int]:
+    """Cross-validation groups of a labelled feature set, and its images without subject.
+
+    Subjects known (some or all): the audit's groups (duplicates merged), or
+    the subjects with one group per image that has none. No subject at all:
+    ``None`` (folds by image), unless the audit linked duplicate images, whose
+    groups then keep each duplicate with its original.
+    """
+    subjects = np.array(["" if s is None else str(s) for s in fs.subjects], dtype=object)
+    known = subjects != ""
+    n_unknown = int((~known).sum())
+    if report is not None:
+        groups = np.asarray(report.groups, dtype=object)
+        if known.any() or len(set(groups)) < len(groups):
+            return groups, n_unknown
+        return None, n_unknown
+    if not known.any():
+        return None, n_unknown
+    fill = np.array([f"image-{i}" for i in range(len(fs))], dtype=object)
+    return np.where(known, subjects, fill), n_unknown
+
+
+def _param_text(value) -> Any:
+    """A stable, JSON-able description of an estimator parameter."""
+    if hasattr(value, "get_params") and not isinstance(value, type):
+        return f"<{type(value).__module__}.{type(value).__qualname__}>"  # its params are listed too
+    if isinstance(value, (list, tuple)):
+        return [_param_text(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _param_text(v) for k, v in value.items()}
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if callable(value):
+        return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', type(value).__name__)}"
+    return repr(value)
+
+
+def _estimator_signature(est) -> str:
+    """Class, parameters and library versions of an estimator (part of the fold-cache key)."""
+    import sys
+
+    modules = set()
+    parts: Dict[str, Any] = {"class": f"{type(est).__module__}.{type(est).__qualname__}"}
+    modules.add(type(est).__module__.split(".")[0])
+    if hasattr(est, "get_params"):
+        try:
+            params = est.get_params(deep=True)
+        except Exception:  # noqa: BLE001 - an estimator without proper params: class only
+            params = {}
+        for v in params.values():
+            if hasattr(v, "get_params"):
+                modules.add(type(v).__module__.split(".")[0])
+        parts["params"] = {k: _param_text(v) for k, v in sorted(params.items())}
+    modules.add("sklearn")
+    parts["versions"] = {m: str(getattr(sys.modules.get(m), "__version__", "")) for m in sorted(modules)}
+    return json.dumps(parts, sort_keys=True, default=repr)
 
 
 def _default_positive(classes: List[str]) -> Optional[str]:
@@ -598,7 +851,7 @@ def compare(
     -------
     ComparisonResult
     """
-    from .classifiers import BATTERY_VERSION, select_classifiers
+    from .classifiers import BATTERY_VERSION, make_classifier, select_classifiers
 
     sets = [fs.labeled() for fs in _as_sets(feature_sets)]
     for fs in sets:
@@ -607,14 +860,14 @@ def compare(
     names = select_classifiers(classifiers, battery)
     if not names:
         raise EvaluationError("no classifier left to run")
-    table_sort = sort if sort in _TABLE_NAMES.values() or sort in ("Fit Time", "Time Taken") else None
-    if table_sort is None:
-        raise ValueError(f"cannot sort by {sort!r}; use one of {', '.join(_TABLE_NAMES.values())}")
+    table_sort = _sort_column(sort)
     classes = sorted({str(c) for fs in sets for c in fs.y})
     if positive_label is None:
         positive_label = _default_positive(classes)
     elif len(classes) == 2 and positive_label not in classes:
         raise ValueError(f"positive label {positive_label!r} is not a class; classes are {classes}")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds or None (got {timeout!r})")
     if n_jobs is None or n_jobs == 0:
         n_jobs = 1
     if n_jobs < 0:
@@ -630,7 +883,9 @@ def compare(
     plans: Dict[str, Tuple[List[Split], str, List[str]]] = {}
     set_plan: List[str] = []
     for fs in sets:
-        ids_key = _digest(np.asarray(fs.ids, dtype=str).astype("U"), np.asarray(fs.y, dtype=str).astype("U"))
+        ids_key = _digest(np.asarray(fs.ids, dtype=str).astype("U"), np.asarray(fs.y, dtype=str).astype("U"),
+                          np.asarray(fs.subjects, dtype=str).astype("U"),
+                          np.asarray(fs.splits, dtype=str).astype("U"))
         set_plan.append(ids_key)
         if ids_key in plans:
             continue
@@ -640,15 +895,14 @@ def compare(
 
             report = audit_leakage(fs, merge=merge_duplicates)
         audits[ids_key] = report
-        groups = None
-        if fs.has_subjects:
-            groups = np.asarray(report.groups if report is not None else fs.subjects, dtype=object)
+        groups, n_unknown = _cv_groups(fs, report)
         plans[ids_key] = plan_splits(np.asarray(fs.y, dtype=object), groups, fs.splits, scheme=split,
-                                     cv=cv, repeats=repeats, seed=seed)
+                                     cv=cv, repeats=repeats, seed=seed, n_without_subject=n_unknown)
     cv_description = " | ".join(dict.fromkeys(p[1] for p in plans.values()))
     notes = list(dict.fromkeys(n for p in plans.values() for n in p[2]))
 
-    # tasks
+    # tasks: one fresh estimator each, built here so that classifiers registered
+    # at run time also work in worker processes
     enc = {c: i for i, c in enumerate(classes)}
     pos_index = enc.get(positive_label) if positive_label is not None else None
     data = []
@@ -657,41 +911,52 @@ def compare(
         y = np.array([enc[str(c)] for c in fs.y], dtype=np.int64)
         data.append((X, y, _digest(X, y, np.asarray(fs.ids, dtype=str).astype("U"))))
     tasks: List[_Task] = []
+    results: Dict[int, Dict[str, Any]] = {}
     for si, fs in enumerate(sets):
         for name in names:
+            try:
+                signature = _estimator_signature(make_classifier(name, seed))
+                build_error = None
+            except Exception as exc:  # noqa: BLE001 - a broken factory fails its own row only
+                signature, build_error = "", _failure("failed", _error_text(exc))
             for sp in plans[set_plan[si]][0]:
-                key = _digest("fold-v1", data[si][2], name, BATTERY_VERSION, seed, len(classes),
-                              sp.train, sp.test)
+                key = _digest(_CACHE_FORMAT, data[si][2], name, signature, BATTERY_VERSION, seed,
+                              len(classes), sp.train, sp.test)
                 tasks.append(_Task(si, name, sp, key))
+                if build_error is not None:
+                    results[len(tasks) - 1] = build_error
 
-    results: Dict[int, Dict[str, Any]] = {}
     todo = []
     for ti, task in enumerate(tasks):
+        if ti in results:
+            continue
         hit = fold_cache.get(task.key)
         if hit is not None:
             results[ti] = hit
         else:
             todo.append(ti)
-    n_cached = len(results)
+    n_cached = sum(1 for r in results.values() if r.get("cached"))
+    for ti in todo:
+        tasks[ti].estimator = make_classifier(tasks[ti].classifier, seed)
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(tasks), initial=n_cached, desc="compare", unit="fit", disable=not progress,
-               dynamic_ncols=True, leave=False)
+    bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc="compare", unit="fit",
+               disable=not progress, dynamic_ncols=True, leave=False)
     index_of = {id(tasks[ti]): ti for ti in todo}
 
     def on_done(task: _Task, res: Dict[str, Any]) -> None:
         results[index_of[id(task)]] = res
         fold_cache.put(task.key, res)
+        task.estimator = None
         bar.update(1)
 
-    jobs = [(data[tasks[ti].set_index][0], data[tasks[ti].set_index][1], tasks[ti], seed, len(classes))
-            for ti in todo]
+    jobs = [tasks[ti] for ti in todo]
     try:
         if timeout:
-            _run_killable(jobs, n_jobs, float(timeout), on_done)
+            _run_killable(jobs, data, n_jobs, len(classes), float(timeout), on_done)
         else:
-            _run_parallel(jobs, n_jobs, on_done)
+            _run_parallel(jobs, data, n_jobs, len(classes), on_done)
     finally:
         bar.close()
 
@@ -699,9 +964,10 @@ def compare(
     table = _summarise(folds, sets, names, table_sort)
     params = {
         "classifiers": names, "battery": battery, "battery_version": BATTERY_VERSION,
-        "split": split, "cv": cv, "repeats": repeats, "seed": seed, "sort": sort,
+        "split": split, "cv": cv, "repeats": repeats, "seed": seed, "sort": table_sort,
         "positive_label": positive_label, "timeout": timeout, "n_jobs": n_jobs, "audit": audit,
         "merge_duplicates": merge_duplicates, "feature_sets": [fs.name for fs in sets],
+        "warnings": notes,
     }
     audit_out: Any = None
     reports = [audits[k] for k in dict.fromkeys(set_plan)]
