@@ -10,8 +10,8 @@ Registered extractors
 Every image is first reduced to a **working copy** whose longest side is
 :data:`WORK_SIZE` pixels (area-averaged, so texture is measured at a fixed
 scale whatever the source resolution) and the cell is located on it with
-:func:`leukbench.preprocessing.locate_cell` (grayscale, CLAHE, Otsu, largest
-component). Texture and colour are measured over the cell mask; when no cell
+:func:`leukbench.preprocessing.locate_cell` (grayscale, CLAHE except on dark
+backgrounds, Otsu, best component). Texture and colour are measured over the cell mask; when no cell
 is found the whole image is used and the image is counted in the extraction
 summary as a segmentation fallback. Lengths are in working-copy pixels and
 areas are fractions of the working-copy area, so they do not depend on the
