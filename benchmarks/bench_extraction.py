@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/bench_extraction.py [--data ../shared/data/pbc-subset]
         [--backbone efficientnet_lite0] [--weights imagenet] [--limit 640]
-        [--bmp] [--rss-scaling] [--out benchmarks/out/extraction.json]
+        [--repeat 2] [--bmp] [--rss-scaling] [--out benchmarks/out/extraction.json]
 
 Variants, each run in a fresh Python process so that its peak memory (RSS of
 the process and of its decoding workers) is its own, on the same images and
@@ -17,26 +17,43 @@ the same backbone:
 ``model``
     the backbone alone on pre-decoded, pre-resized tensors, channels-last,
     under ``torch.inference_mode()``: the ceiling of any extraction pipeline.
+``model-nchw``
+    the same in the default (contiguous NCHW) memory format, for reference.
 ``decode``
     decoding + resizing alone (PIL, one process): the cost to hide.
 ``leukbench``
     ``leukbench.extract`` end to end into a fresh cache (decoding in worker
-    processes, fingerprints, cache writes).
+    processes, fingerprints, cache writes, building the model).
+``handcrafted``
+    ``leukbench.extract(..., "handcrafted")`` end to end into a fresh cache.
+
+``--repeat N`` runs the whole list of variants N times, interleaved
+(``naive, model, ..., naive, model, ...``), so that a load that comes and
+goes on the machine hits every variant alike; the table gives the best run
+of each variant (and the median). Every run also records the CPU time it
+used (process and workers) per image, the 1-minute load average when it
+started and the CPU pressure (``/proc/pressure/cpu``, share of time some
+task waited for a CPU over the last 10 s) when it ended: figures taken on a
+busy machine say so.
 
 ``--bmp`` first converts the images to uncompressed BMP in a temporary folder
 (cnmc-subset's original 450x450 BMP format, where decoding costs more).
-``--rss-scaling`` runs the leukbench variant on 1x, 2x and 4x the images to
-show that peak memory does not grow with the number of images.
+``--rss-scaling`` runs the leukbench variant on 1x, 2x and 4x the images
+(symlinked copies under new names) to show that peak memory does not grow
+with the number of images. ``--out`` writes JSON, or CSV (one row per run)
+when the name ends in ``.csv``.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,6 +62,45 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve()
 SHARED = HERE.parents[1].parent / "shared" / "data"
+
+#: Targets of issue #4 on a 2-core machine.
+TARGET_VS_NAIVE = 2.0
+TARGET_VS_MODEL = 0.85
+
+
+# ---------------------------------------------------------------------------
+# measurement helpers
+# ---------------------------------------------------------------------------
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its waited-for children."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def cpu_pressure() -> float:
+    """``some avg10`` of ``/proc/pressure/cpu`` (percent), NaN where absent."""
+    try:
+        first = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+        return float(dict(kv.split("=") for kv in first.split()[1:])["avg10"])
+    except (OSError, KeyError, ValueError, IndexError):
+        return float("nan")
+
+
+class Timer:
+    """Wall and CPU seconds of a ``with`` block."""
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), cpu_seconds()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self.wall, cpu_seconds() - self.cpu
+        return False
+
+    def result(self, images: int, **extra) -> dict:
+        return {"images": images, "seconds": self.wall, "cpu_seconds": self.cpu, **extra}
 
 
 # ---------------------------------------------------------------------------
@@ -85,17 +141,17 @@ def variant_naive(root: Path, backbone: str, weights: str, limit: int) -> dict:
     if limit:
         wanted = {str(Path(p).resolve()) for p in _images(root, limit)["path"]}
         ds = Subset(ds, [i for i, (p, _) in enumerate(ds.samples) if str(Path(p).resolve()) in wanted])
-    t0 = time.perf_counter()  # like leukbench's figure, this includes building the model
-    model = _build(backbone, weights).eval()
     n = 0
-    with torch.no_grad():
-        for x, _ in DataLoader(ds, batch_size=32):
-            model(x)
-            n += len(x)
-    return {"images": n, "seconds": time.perf_counter() - t0}
+    with Timer() as t:  # like leukbench's figure, this includes building the model
+        model = _build(backbone, weights).eval()
+        with torch.no_grad():
+            for x, _ in DataLoader(ds, batch_size=32):
+                model(x)
+                n += len(x)
+    return t.result(n)
 
 
-def variant_model(root: Path, backbone: str, weights: str, limit: int) -> dict:
+def _model_alone(root: Path, backbone: str, weights: str, limit: int, channels_last: bool) -> dict:
     import numpy as np
     import torch
 
@@ -103,20 +159,34 @@ def variant_model(root: Path, backbone: str, weights: str, limit: int) -> dict:
     from leukbench.images import load_image
 
     pre = preprocess_for(backbone)
-    table = _images(root, min(limit or 64, 64))
+    table = _images(root, min(limit or 32, 32))
     arrays = [pre.resize_crop(load_image(p)) for p in table["path"]]
+    arrays = (arrays * 32)[:32]
     n_target = limit or len(_images(root, 0))
-    model = _build(backbone, weights).to(memory_format=torch.channels_last)
-    batch = torch.from_numpy(np.stack(arrays[:32])).permute(0, 3, 1, 2)
+    model = _build(backbone, weights)
+    batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
     norm = pre.scale_shift("cpu")
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        prep = lambda b: pre.normalize(b, norm)  # noqa: E731 - channels-last float
+    else:
+        prep = lambda b: pre.normalize(b, norm).contiguous()  # noqa: E731
+    n = 0
     with torch.inference_mode():
-        model(pre.normalize(batch, norm))  # warm-up
-        t0 = time.perf_counter()
-        n = 0
-        while n < n_target:
-            model(pre.normalize(batch, norm))
-            n += len(batch)
-    return {"images": n, "seconds": time.perf_counter() - t0}
+        model(prep(batch))  # warm-up
+        with Timer() as t:
+            while n < n_target:
+                model(prep(batch))
+                n += len(batch)
+    return t.result(n)
+
+
+def variant_model(root: Path, backbone: str, weights: str, limit: int) -> dict:
+    return _model_alone(root, backbone, weights, limit, channels_last=True)
+
+
+def variant_model_nchw(root: Path, backbone: str, weights: str, limit: int) -> dict:
+    return _model_alone(root, backbone, weights, limit, channels_last=False)
 
 
 def variant_decode(root: Path, backbone: str, weights: str, limit: int) -> dict:
@@ -125,35 +195,45 @@ def variant_decode(root: Path, backbone: str, weights: str, limit: int) -> dict:
 
     pre = preprocess_for(backbone)
     paths = _images(root, limit)["path"].tolist()
-    t0 = time.perf_counter()
-    for p in paths:
-        pre.resize_crop(load_image(p))
-    return {"images": len(paths), "seconds": time.perf_counter() - t0}
+    with Timer() as t:
+        for p in paths:
+            pre.resize_crop(load_image(p))
+    return t.result(len(paths))
 
 
-def variant_leukbench(root: Path, backbone: str, weights: str, limit: int) -> dict:
+def _extract(root: Path, features: str, weights: str, limit: int) -> dict:
     import leukbench
     import leukbench.features.deep  # noqa: F401 - torch/timm imported before timing, as in the other variants
 
     table = _images(root, limit)
     with tempfile.TemporaryDirectory() as cache:
-        t0 = time.perf_counter()
-        fs, summaries = leukbench.extract(table, backbone, weights=weights, cache_dir=cache,
-                                          progress=False, return_summaries=True)
-        seconds = time.perf_counter() - t0
+        with Timer() as t:
+            fs, summaries = leukbench.extract(table, features, weights=weights, cache_dir=cache,
+                                              progress=False, return_summaries=True)
         cache_bytes = sum(f.stat().st_size for f in Path(cache).rglob("*") if f.is_file())
-    return {"images": len(fs), "seconds": seconds, "cache_bytes": cache_bytes,
-            "extract_seconds": summaries[0].seconds}
+    return t.result(len(fs), cache_bytes=cache_bytes, extract_seconds=summaries[0].seconds,
+                    skipped=int(sum(len(s.skipped) for s in summaries)))
 
 
-VARIANTS = {"naive": variant_naive, "model": variant_model, "decode": variant_decode,
-            "leukbench": variant_leukbench}
+def variant_leukbench(root: Path, backbone: str, weights: str, limit: int) -> dict:
+    return _extract(root, backbone, weights, limit)
+
+
+def variant_handcrafted(root: Path, backbone: str, weights: str, limit: int) -> dict:
+    return _extract(root, "handcrafted", weights, limit)
+
+
+VARIANTS = {"naive": variant_naive, "model": variant_model, "model-nchw": variant_model_nchw,
+            "decode": variant_decode, "leukbench": variant_leukbench, "handcrafted": variant_handcrafted}
 
 
 def _child_main(args) -> int:
+    load1 = os.getloadavg()[0]
     out = VARIANTS[args.variant](Path(args.data), args.backbone, args.weights, args.limit)
     out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["children_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    out["load1"] = load1
+    out["cpu_pressure_avg10"] = cpu_pressure()
     print("RESULT " + json.dumps(out))
     return 0
 
@@ -172,6 +252,7 @@ def run_variant(variant: str, data: Path, backbone: str, weights: str, limit: in
         raise RuntimeError(f"{variant} failed:\n{proc.stderr[-2000:]}")
     res = json.loads(line[-1][7:])
     res["images_per_second"] = res["images"] / res["seconds"]
+    res["cpu_ms_per_image"] = 1000 * res["cpu_seconds"] / max(1, res["images"])
     return res
 
 
@@ -197,21 +278,67 @@ def replicate(src: Path, times: int, limit: int, dst: Path) -> Path:
     return dst
 
 
+def summarise(runs: list) -> dict:
+    """Best run (highest images/s) of a variant, with the median and all runs."""
+    best = dict(max(runs, key=lambda r: r["images_per_second"]))
+    best["median_images_per_second"] = statistics.median(r["images_per_second"] for r in runs)
+    best["runs"] = runs
+    return best
+
+
+def ratios_of(results: dict) -> dict:
+    out = {}
+    lb = results.get("leukbench")
+    if lb and "naive" in results:
+        out["leukbench / naive"] = {"value": lb["images_per_second"] / results["naive"]["images_per_second"],
+                                    "target": TARGET_VS_NAIVE}
+    if lb and "model" in results:
+        out["leukbench / model ceiling"] = {"value": lb["images_per_second"] / results["model"]["images_per_second"],
+                                           "target": TARGET_VS_MODEL}
+    if "model" in results and "model-nchw" in results:
+        out["channels-last / NCHW (model alone)"] = {
+            "value": results["model"]["images_per_second"] / results["model-nchw"]["images_per_second"],
+            "target": None}
+    return out
+
+
+def write_out(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() != ".csv":
+        path.write_text(json.dumps(doc, indent=2))
+        return
+    cols = ["kind", "variant", "run", "images", "seconds", "images_per_second", "cpu_ms_per_image",
+            "rss_mb", "children_rss_mb", "cache_bytes", "load1", "cpu_pressure_avg10"]
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for v, r in doc["results"].items():
+            for i, run in enumerate(r["runs"]):
+                w.writerow({"kind": "variant", "variant": v, "run": i, **run})
+        for i, s in enumerate(doc["rss_scaling"]):
+            w.writerow({"kind": "rss-scaling", "variant": "leukbench", "run": i, **s})
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(SHARED / "pbc-subset"))
     ap.add_argument("--backbone", default="efficientnet_lite0")
     ap.add_argument("--weights", default="imagenet", help="imagenet | none (random, speed only)")
     ap.add_argument("--limit", type=int, default=640, help="images per variant (0: all)")
-    ap.add_argument("--variants", default="naive,model,decode,leukbench")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each variant, interleaved (best is reported)")
+    ap.add_argument("--variants", default="naive,model,model-nchw,decode,leukbench,handcrafted")
     ap.add_argument("--bmp", action="store_true", help="convert the images to BMP first")
     ap.add_argument("--rss-scaling", action="store_true", help="leukbench at 1x, 2x, 4x the images")
-    ap.add_argument("--out", default=None, help="JSON file for the results")
+    ap.add_argument("--out", default=None, help="JSON file for the results (CSV when it ends in .csv)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         args.variant = args.child
         return _child_main(args)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        ap.error(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
 
     import torch
 
@@ -220,19 +347,22 @@ def main(argv=None) -> int:
         data = Path(args.data)
         if args.bmp:
             data = to_bmp(data, args.limit, tmp / "bmp")
-        results = {}
-        for v in [v.strip() for v in args.variants.split(",") if v.strip()]:
-            results[v] = run_variant(v, data, args.backbone, args.weights, args.limit)
+        runs = {v: [] for v in variants}
+        for _ in range(max(1, args.repeat)):
+            for v in variants:
+                runs[v].append(run_variant(v, data, args.backbone, args.weights, args.limit))
+        results = {v: summarise(r) for v, r in runs.items()}
         scaling = []
         if args.rss_scaling:
             base = args.limit or 200
             for times in (1, 2, 4):
                 d = replicate(data, times, base, tmp / f"x{times}")
                 r = run_variant("leukbench", d, args.backbone, args.weights, 0)
-                scaling.append({"images": r["images"], "rss_mb": r["rss_mb"],
-                                "workers_rss_mb": r["children_rss_mb"],
+                scaling.append({"times": times, "images": r["images"], "rss_mb": r["rss_mb"],
+                                "children_rss_mb": r["children_rss_mb"],
                                 "images_per_second": r["images_per_second"],
-                                "cache_bytes": r["cache_bytes"]})
+                                "cpu_ms_per_image": r["cpu_ms_per_image"], "cache_bytes": r["cache_bytes"],
+                                "load1": r["load1"], "cpu_pressure_avg10": r["cpu_pressure_avg10"]})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -241,30 +371,33 @@ def main(argv=None) -> int:
     cmd = "python benchmarks/bench_extraction.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"# Extraction throughput — {args.backbone} (weights {args.weights}) on {args.data}"
           f"{' as BMP' if args.bmp else ''}, {machine}\n\n`{cmd}`\n")
-    print("| variant | images | seconds | images/s | peak RSS main (MB) | peak RSS workers (MB) |")
-    print("|---|---:|---:|---:|---:|---:|")
+    rep = max(1, args.repeat)
+    print(f"Best of {rep} interleaved run(s) per variant (median in brackets).\n")
+    print("| variant | images | seconds | images/s | CPU ms/image | peak RSS main (MB) | peak RSS workers (MB) "
+          "| load avg at start | CPU pressure at end (%) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for v, r in results.items():
-        print(f"| {v} | {r['images']} | {r['seconds']:.1f} | {r['images_per_second']:.1f} | "
-              f"{r['rss_mb']:.0f} | {r['children_rss_mb']:.0f} |")
-    ratios = {}
-    if "leukbench" in results and "naive" in results:
-        ratios["leukbench / naive"] = results["leukbench"]["images_per_second"] / results["naive"]["images_per_second"]
-    if "leukbench" in results and "model" in results:
-        ratios["leukbench / model ceiling"] = (results["leukbench"]["images_per_second"]
-                                              / results["model"]["images_per_second"])
+        med = f" ({r['median_images_per_second']:.1f})" if rep > 1 else ""
+        print(f"| {v} | {r['images']} | {r['seconds']:.1f} | {r['images_per_second']:.1f}{med} | "
+              f"{r['cpu_ms_per_image']:.0f} | {r['rss_mb']:.0f} | {r['children_rss_mb']:.0f} | "
+              f"{r['load1']:.1f} | {r['cpu_pressure_avg10']:.0f} |")
+    ratios = ratios_of(results)
+    if ratios:
+        print()
     for k, v in ratios.items():
-        print(f"\n{k}: **{v:.2f}**", end="")
-    print()
+        verdict = "" if v["target"] is None else (
+            f" (target ≥ {v['target']:g}: {'met' if v['value'] >= v['target'] else 'MISSED'})")
+        print(f"- {k}: **{v['value']:.2f}**{verdict}")
     if scaling:
         print("\n| images | peak RSS main (MB) | peak RSS workers (MB) | images/s | cache bytes/image |")
         print("|---:|---:|---:|---:|---:|")
         for s in scaling:
-            print(f"| {s['images']} | {s['rss_mb']:.0f} | {s['workers_rss_mb']:.0f} | "
+            print(f"| {s['images']} | {s['rss_mb']:.0f} | {s['children_rss_mb']:.0f} | "
                   f"{s['images_per_second']:.1f} | {s['cache_bytes'] / max(1, s['images']):.0f} |")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"command": cmd, "machine": machine, "results": results,
-                                              "ratios": ratios, "rss_scaling": scaling}, indent=2))
+        write_out(Path(args.out), {"command": cmd, "machine": machine, "data": args.data, "bmp": args.bmp,
+                                   "backbone": args.backbone, "weights": args.weights, "results": results,
+                                   "ratios": ratios, "rss_scaling": scaling})
     return 0
 
 
