@@ -27,15 +27,16 @@ import json
 import math
 import os
 import time
-import traceback
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import pandas as pd
 
-from .featureset import FeatureSet
+if TYPE_CHECKING:  # pandas and the FeatureSet load on use: worker processes start faster
+    import pandas as pd
+
+    from .featureset import FeatureSet
 
 __all__ = ["ComparisonResult", "EvaluationError", "compare", "plan_splits", "score_fold"]
 
@@ -693,6 +694,8 @@ class ComparisonResult:
 
 
 def _as_sets(feature_sets) -> List[FeatureSet]:
+    from .featureset import FeatureSet
+
     if isinstance(feature_sets, FeatureSet):
         return [feature_sets]
     if isinstance(feature_sets, Mapping):
@@ -985,6 +988,8 @@ def compare(
 
 
 def _collect(sets, data, tasks, results, classes, pos_index):
+    import pandas as pd
+
     fold_rows, pred_frames = [], []
     n_classes = len(classes)
     for ti, task in enumerate(tasks):
@@ -1024,6 +1029,8 @@ def _collect(sets, data, tasks, results, classes, pos_index):
 
 
 def _summarise(folds: pd.DataFrame, sets, names, sort: str) -> pd.DataFrame:
+    import pandas as pd
+
     rows = []
     for fs in sets:
         for name in names:

@@ -128,6 +128,9 @@ class _Sleeper:
 
 
 def test_failing_and_hanging_classifiers_are_isolated(tmp_path):
+    from sklearn.dummy import DummyClassifier
+
+    register_classifier("TestDummy", lambda seed: DummyClassifier(strategy="prior"), replace=True)
     register_classifier("TestBoom", lambda seed: _Boom(), replace=True)
     register_classifier("TestSleeper", lambda seed: _Sleeper(), replace=True)
     t0 = time.perf_counter()
@@ -140,9 +143,25 @@ def test_failing_and_hanging_classifiers_are_isolated(tmp_path):
     assert np.isnan(t.loc["TestSleeper", "Balanced Accuracy"]) and t.loc["TestBoom", "Folds"] == 0
     assert list(res.table.Model)[0] == "GaussianNB"  # failed rows sorted last
     assert set(res.predictions.classifier) == {"GaussianNB"}
-    # without a timeout the failure is isolated too (joblib path)
-    res2 = run(make_fs(), tmp_path, classifiers="GaussianNB,TestBoom", cv=2)
-    assert res2.table.set_index("Model").loc["TestBoom", "Status"].startswith("failed")
+    # without a timeout the failure is isolated too (in-process and joblib paths), and classifiers
+    # registered at run time work in joblib's worker processes
+    for n_jobs in (1, 2):
+        res2 = run(make_fs(), tmp_path, classifiers="GaussianNB,TestBoom,TestDummy", cv=2, n_jobs=n_jobs,
+                   cache_dir=False)
+        t2 = res2.table.set_index("Model")
+        assert t2.loc["TestBoom", "Status"] == "failed: RuntimeError: boom on purpose"
+        assert t2.loc["TestDummy", "Status"] == "ok" and t2.loc["GaussianNB", "Status"] == "ok"
+
+
+def test_timeout_workers_do_not_inherit_openmp_state(tmp_path):
+    """Fitting OpenMP models here first must not hang the killable workers (no fork)."""
+    fs = make_fs(n_subjects=(5, 5), per_subject=4)
+    names = "XGBClassifier"  # a forked child would hang in XGBoost's OpenMP pool, even with n_jobs=1
+    inproc = run(fs, tmp_path, classifiers=names, cv=2, cache_dir=False)
+    killable = run(fs, tmp_path, classifiers=names, cv=2, cache_dir=False, timeout=120)
+    assert (killable.table.Status == "ok").all()
+    cols = ["Model", "Accuracy", "Balanced Accuracy", "ROC AUC", "F1 Score"]
+    pd.testing.assert_frame_equal(inproc.table[cols], killable.table[cols])
 
 
 def test_rerun_reuses_cached_folds(tmp_path):
@@ -157,7 +176,21 @@ def test_rerun_reuses_cached_folds(tmp_path):
     other_seed = run(fs, tmp_path, seed=4)
     assert other_seed.n_computed == 15
     no_cache = run(fs, tmp_path, seed=3, cache_dir=False)
-    assert no_cache.n_cached == 0
+    assert no_cache.n_cached == 0 and no_cache.n_computed == 15
+    files = list((tmp_path / "cache" / "folds").rglob("*.npz"))
+    assert len(files) == 30 and not list((tmp_path / "cache" / "folds").rglob("*.tmp"))
+
+
+def test_cache_key_follows_the_classifier_parameters(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    fs = make_fs()
+    register_classifier("TestLR", lambda seed: LogisticRegression(C=1.0), replace=True)
+    assert run(fs, tmp_path, classifiers="TestLR").n_computed == 5
+    assert run(fs, tmp_path, classifiers="TestLR").n_cached == 5
+    register_classifier("TestLR", lambda seed: LogisticRegression(C=0.01), replace=True)
+    changed = run(fs, tmp_path, classifiers="TestLR")
+    assert changed.n_cached == 0 and changed.n_computed == 5
 
 
 def test_too_few_subjects_reduce_the_folds_or_stop():
@@ -172,11 +205,36 @@ def test_too_few_subjects_reduce_the_folds_or_stop():
         plan_splits(y, np.where(y == "hem", "H0", groups), cv=5)
 
 
+def test_too_few_subjects_in_a_run_are_reported(tmp_path):
+    res = run(make_fs(n_subjects=(6, 3)), tmp_path, classifiers="GaussianNB")
+    assert res.cv_description.startswith("StratifiedGroupKFold(3)") and "hem: 3" in res.cv_description
+    assert res.notes and res.params["warnings"] == res.notes and (res.table.Folds == 3).all()
+    with pytest.raises(EvaluationError, match="fewer than 2 subject groups"):
+        run(make_fs(n_subjects=(6, 1)), tmp_path, classifiers="GaussianNB")
+
+
 def test_without_subjects_images_are_stratified_and_it_says_so(tmp_path):
     fs = make_fs()
     fs.subjects[:] = ""
     res = run(fs, tmp_path, classifiers="GaussianNB")
     assert res.cv_description.startswith("StratifiedKFold(5)") and "optimistic" in res.cv_description
+    # ... but an image and its duplicate still stay on one side
+    dup = make_fs(duplicate=(0, 60))
+    dup.subjects[:] = ""
+    res = run(dup, tmp_path, classifiers="GaussianNB")
+    assert res.cv_description.startswith("StratifiedGroupKFold(5)") and "optimistic" in res.cv_description
+    p = res.predictions
+    assert p.loc[p.id == dup.ids[0], "fold"].item() == p.loc[p.id == dup.ids[60], "fold"].item()
+
+
+def test_partly_known_subjects_are_still_grouped(tmp_path):
+    fs = make_fs()
+    fs.subjects[fs.subjects == "A0"] = ""  # A0's 6 images lose their subject id
+    res = run(fs, tmp_path, classifiers="GaussianNB")
+    assert res.cv_description.startswith("StratifiedGroupKFold(5)")
+    assert "6 of them single images without a subject id" in res.cv_description
+    for _, row in res.folds.iterrows():
+        assert not set(row.train_subjects) & set(row.test_subjects)
 
 
 def test_predefined_split(tmp_path):
@@ -193,13 +251,21 @@ def test_predefined_split(tmp_path):
 
 def test_multiclass_uses_one_vs_rest_auc(tmp_path):
     fs = make_fs(n_subjects=(5, 5, 5), classes=("aml", "cll", "cml"), signal=2.0)
-    res = run(fs, tmp_path, classifiers="LogisticRegression")
+    res = run(fs, tmp_path, classifiers="LogisticRegression,RidgeClassifier")
     assert res.positive_label is None and res.classes == ["aml", "cll", "cml"]
-    for fold, p in res.predictions.groupby("fold"):
-        row = res.folds[res.folds.fold == fold].iloc[0]
-        probs = p[["score_aml", "score_cll", "score_cml"]].to_numpy()
-        assert row.roc_auc == pytest.approx(skm.roc_auc_score(p.y_true, probs, multi_class="ovr"))
+    assert len(res.folds) == 10 and (res.folds.status == "ok").all()
+    for (name, fold), p in res.predictions.groupby(["classifier", "fold"]):
+        row = res.folds[(res.folds.classifier == name) & (res.folds.fold == fold)].iloc[0]
+        scores = p[["score_aml", "score_cll", "score_cml"]].to_numpy()
+        # probabilities (LogisticRegression) or softmax-normalised decision scores (RidgeClassifier)
+        np.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=1e-6)
+        assert row.roc_auc == pytest.approx(skm.roc_auc_score(p.y_true, scores, multi_class="ovr"))
         assert row.f1 == pytest.approx(skm.f1_score(p.y_true, p.y_pred, average="weighted"))
+        assert row.precision == pytest.approx(skm.precision_score(p.y_true, p.y_pred, average="weighted",
+                                                                  zero_division=0))
+    # the softmax is what makes the one-vs-rest AUC of decision scores well defined
+    ridge = res.predictions[res.predictions.classifier == "RidgeClassifier"]
+    assert (ridge.y_pred == ridge[["score_aml", "score_cll", "score_cml"]].idxmax(axis=1).str[6:]).all()
 
 
 def test_several_feature_sets_give_rows_per_set(tmp_path):
@@ -220,6 +286,30 @@ def test_bad_arguments_are_clear(tmp_path):
         run(make_fs(), tmp_path, sort="Speed")
     with pytest.raises(ValueError, match="positive label 'x'"):
         run(make_fs(), tmp_path, positive_label="x")
+    with pytest.raises(ValueError, match="timeout must be a positive"):
+        run(make_fs(), tmp_path, timeout=-1)
+    with pytest.raises(KeyError, match="unknown classifier"):
+        run(make_fs(), tmp_path, classifiers="NoSuchModel")
+
+
+def test_sort_best_params_and_unlabelled_images(tmp_path):
+    fs = make_fs()
+    fs.y[:4] = None  # unlabelled images are dropped
+    res = run(fs, tmp_path, sort="roc_auc", positive_label="hem")
+    assert res.params["sort"] == "ROC AUC" and res.positive_label == "hem"
+    assert list(res.table["ROC AUC"]) == sorted(res.table["ROC AUC"], reverse=True)
+    assert res.best().Model == res.table.Model.iloc[0]
+    assert res.best("Fit Time")["Fit Time"] == res.table["Fit Time"].min()
+    assert len(res.predictions) == 3 * (len(fs) - 4) and set(fs.ids[:4]).isdisjoint(res.predictions.id)
+    for key in ("cv", "repeats", "seed", "split", "classifiers", "battery", "battery_version", "timeout",
+                "sort", "positive_label"):
+        assert key in res.params
+    assert res.feature_sets_info == [{"name": "synthetic", "n_images": len(fs) - 4, "n_features": 12,
+                                      "provenance": {}}]
+    p = res.predictions[res.predictions.classifier == "LogisticRegression"]
+    f = res.folds[res.folds.classifier == "LogisticRegression"]
+    assert f.f1.tolist() == pytest.approx(
+        [skm.f1_score(g.y_true, g.y_pred, pos_label="hem") for _, g in p.groupby("fold")])
 
 
 def test_numbers_match_lazypredict_on_the_same_split(tmp_path):
@@ -233,7 +323,8 @@ def test_numbers_match_lazypredict_on_the_same_split(tmp_path):
     X = pd.DataFrame(fs.X.astype(np.float64))
     y = pd.Series(fs.y).map({"all": 1, "hem": 0})
     wanted = [c for n, c in Supervised.CLASSIFIERS if n in names]
-    lazy = Supervised.LazyClassifier(classifiers=wanted, random_state=42, ignore_warnings=True, verbose=0)
+    lazy = Supervised.LazyClassifier(classifiers=wanted, predictions=False, random_state=42,
+                                     ignore_warnings=True, verbose=0)
     models = lazy.fit(X[~te], X[te], y[~te], y[te])
     models = models[0] if isinstance(models, tuple) else models
     compared = 0
@@ -248,3 +339,5 @@ def test_numbers_match_lazypredict_on_the_same_split(tmp_path):
             skm.f1_score(pred.y_true, pred.y_pred, average="weighted"), abs=1e-9), name
         compared += 1
     assert compared >= 4
+    if any(n == "XGBClassifier" for n, _ in Supervised.CLASSIFIERS):
+        assert "XGBClassifier" in models.index
