@@ -10,10 +10,12 @@ classifiers through leukbench's evaluation instead.
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
 __all__ = [
     "BATTERY_VERSION",
+    "UnknownClassifierError",
     "DEFAULT_BATTERY",
     "SEED_CLASSIFIERS",
     "register_classifier",
@@ -21,6 +23,7 @@ __all__ = [
     "make_classifier",
     "select_classifiers",
     "lazypredict_battery",
+    "describe_pipeline",
 ]
 
 #: Bumped whenever a default pipeline or its parameters change (part of the
@@ -33,6 +36,13 @@ SEED_CLASSIFIERS = ("SVC", "XGBClassifier", "LinearDiscriminantAnalysis", "Ridge
 
 Factory = Callable[[int], object]
 _REGISTRY: Dict[str, Factory] = {}
+
+
+class UnknownClassifierError(KeyError):
+    """A classifier name that is not registered (the message lists the valid ones)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 def register_classifier(name: str, factory: Factory, *, replace: bool = False) -> None:
@@ -48,6 +58,10 @@ def register_classifier(name: str, factory: Factory, *, replace: bool = False) -
     replace : bool
         Allow replacing an existing name.
     """
+    if not isinstance(name, str) or not name.strip() or name != name.strip() or "," in name \
+            or name.startswith("-"):
+        raise ValueError(f"invalid classifier name {name!r}: a non-empty name without commas, "
+                         "surrounding spaces or a leading '-'")
     if not callable(factory):
         raise TypeError(f"factory for {name!r} must be callable: seed -> estimator")
     if name in _REGISTRY and not replace and _REGISTRY[name] is not factory:
@@ -156,7 +170,7 @@ def make_classifier(name: str, seed: int = 0):
     try:
         factory = _REGISTRY[name]
     except KeyError:
-        raise KeyError(
+        raise UnknownClassifierError(
             f"unknown classifier {name!r}; available: {', '.join(available_classifiers())}"
         ) from None
     return factory(seed)
@@ -166,8 +180,13 @@ def lazypredict_battery() -> List[str]:
     """Register lazypredict's list of classifiers and return their names.
 
     The list is taken from ``lazypredict.Supervised.CLASSIFIERS`` (what
-    ``LazyClassifier`` would run); each model is wrapped in lazypredict's
-    own numeric preprocessing (mean imputation + standard scaling).
+    ``LazyClassifier`` would run: scikit-learn's classifiers minus
+    lazypredict's removed ones, plus the boosting libraries it found). Each
+    model is wrapped in lazypredict's numeric preprocessing (mean imputation
+    + standard scaling) and built with the arguments ``LazyClassifier``
+    gives it (``random_state``, quiet boosting libraries), plus ``n_jobs=1``.
+    Names already in the registry (e.g. ``SVC``, ``XGBClassifier``) keep
+    leukbench's pipeline.
     """
     try:
         from lazypredict import Supervised
@@ -191,13 +210,26 @@ def _lazy_factory(cls):
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        params = inspect.signature(cls.__init__).parameters
+        with warnings.catch_warnings():  # probing a deprecated class warns; the fit will be silent too
+            warnings.simplefilter("ignore")
+            try:
+                params = set(cls().get_params())
+            except Exception:  # noqa: BLE001 - fall back to the signature
+                params = set(inspect.signature(cls.__init__).parameters)
         kwargs = {"random_state": seed} if "random_state" in params else {}
         if "n_jobs" in params:
             kwargs["n_jobs"] = 1
-        if "verbose" in params and cls.__name__ in ("LGBMClassifier",):
-            kwargs["verbose"] = -1
-        return make_pipeline(SimpleImputer(strategy="mean"), StandardScaler(), cls(**kwargs))
+        module = getattr(cls, "__module__", "") or ""
+        if "catboost" in module:
+            kwargs["verbose"] = 0
+        if "lightgbm" in module:
+            kwargs.update(verbose=-1, verbosity=-1)
+        if "xgboost" in module:
+            kwargs["verbosity"] = 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = cls(**kwargs)
+        return make_pipeline(SimpleImputer(strategy="mean"), StandardScaler(), model)
 
     return factory
 
@@ -233,7 +265,7 @@ def select_classifiers(
         raise ValueError("classifiers: either names to run or -names to exclude, not both")
     unknown = [c.lstrip("-") for c in items if c.lstrip("-") not in _REGISTRY]
     if unknown:
-        raise KeyError(
+        raise UnknownClassifierError(
             f"unknown classifier(s) {', '.join(unknown)}; available: {', '.join(available_classifiers())}"
         )
     if minus:

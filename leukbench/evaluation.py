@@ -415,7 +415,9 @@ def _worker_main() -> None:  # pragma: no cover - runs in a worker process
             continue
         _, tid, set_key, est_bytes, train, test, n_classes = msg
         try:  # loading imports the model's modules: not part of the timed fit
-            est = pickle.loads(est_bytes)
+            with warnings.catch_warnings():  # e.g. a deprecated class warns in __new__
+                warnings.simplefilter("ignore")
+                est = pickle.loads(est_bytes)
         except Exception as exc:  # noqa: BLE001 - e.g. a class the worker cannot import
             res = _failure("failed", "cannot load the classifier in a worker process: " + _error_text(exc))
         else:

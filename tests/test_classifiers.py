@@ -19,8 +19,13 @@ def test_select_and_exclude():
     assert C.select_classifiers("SVC, XGBClassifier,SVC") == ["SVC", "XGBClassifier"]
     left = C.select_classifiers("-GaussianNB,-KNeighborsClassifier")
     assert len(left) == 10 and "GaussianNB" not in left and left[0] == "SVC"
-    with pytest.raises(KeyError, match="unknown classifier.*Nope.*available: SVC"):
+    with pytest.raises(KeyError, match="unknown classifier.*Nope.*available: SVC") as err:
         C.select_classifiers("SVC,Nope")
+    assert str(err.value).startswith("unknown classifier(s) Nope; available: SVC, XGBClassifier")
+    with pytest.raises(C.UnknownClassifierError, match="unknown classifier 'Nope'"):
+        C.make_classifier("Nope")
+    assert C.select_classifiers(["SVC", " GaussianNB "]) == ["SVC", "GaussianNB"]
+    assert C.select_classifiers(None) == C.select_classifiers("") == list(C.DEFAULT_BATTERY)
     with pytest.raises(ValueError, match="not both"):
         C.select_classifiers("SVC,-GaussianNB")
     with pytest.raises(ValueError, match="unknown battery"):
@@ -43,6 +48,9 @@ def test_register_classifier():
         C.register_classifier("TestDummy", lambda seed: DummyClassifier())
     with pytest.raises(TypeError):
         C.register_classifier("Bad", "not callable")
+    for bad in ("", "-Neg", "a,b", " padded"):
+        with pytest.raises(ValueError, match="invalid classifier name"):
+            C.register_classifier(bad, lambda seed: DummyClassifier())
 
 
 @pytest.mark.parametrize("name", C.DEFAULT_BATTERY)
@@ -66,3 +74,14 @@ def test_battery_all_is_lazypredicts_list():
     assert len(names) > 20
     est = C.make_classifier(names[0], 0)
     assert [type(s).__name__ for _, s in est.steps][:2] == ["SimpleImputer", "StandardScaler"]
+    # lazypredict's random_state logic: the run's seed wherever the model has one
+    # (meta-estimators that need arguments fail to build, as in lazypredict: their rows say so)
+    seeded = []
+    for n in names:
+        if n not in C.DEFAULT_BATTERY:
+            try:
+                seeded.append(C.make_classifier(n, 7).steps[-1][1])
+            except TypeError:
+                pass
+    assert len(seeded) >= 10 and all(m.get_params().get("random_state", 7) == 7 for m in seeded)
+    assert C.select_classifiers("-SVC", battery="all") == [n for n in names if n != "SVC"]
