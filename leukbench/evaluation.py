@@ -127,8 +127,17 @@ def plan_splits(
                 "split='predefined' needs labelled images in both the train and the test split "
                 f"(found {len(train)} train, {len(test)} test); use --split cv"
             )
+        missing = sorted(set(y) - set(y[train]))
+        if missing:
+            raise EvaluationError(f"split='predefined': the train split has no image of class(es) "
+                                  f"{', '.join(map(str, missing))}; use --split cv")
         desc = (f"Predefined split: trained on the {len(train)} labelled images of the train split, "
                 f"scored on the {len(test)} of the test split (one fold).")
+        absent = sorted(set(y) - set(y[test]))
+        if absent:
+            notes.append(f"the test split has no image of class(es) {', '.join(map(str, absent))}, "
+                         "so balanced accuracy and ROC AUC cover the other classes only")
+            desc += f" Warning: {notes[-1]}."
         if groups is not None:
             shared = sorted(set(groups[train]) & set(groups[test]))
             if shared:
@@ -184,9 +193,8 @@ def plan_splits(
                 f"except that images the leakage audit found duplicated are kept together ({n_groups} "
                 "groups); cells of one patient may be on both sides, which makes the scores optimistic.")
     elif groups is not None:
-        desc = (f"StratifiedGroupKFold({k}){rep}: subjects are known, so no subject (and no group of "
-                f"subjects sharing duplicate images) is ever in both the train and the test part of a "
-                f"fold; {n_groups} groups.")
+        desc = (f"StratifiedGroupKFold({k}){rep}: subjects are known, so no subject (group) is ever in "
+                f"both the train and the test part of a fold; {n_groups} groups.")
         if n_without_subject:
             desc = desc[:-1] + (f", {n_without_subject} of them single images without a subject id, "
                                 "which may share a patient with others.")
@@ -793,6 +801,24 @@ def _estimator_signature(est) -> str:
     return json.dumps(parts, sort_keys=True, default=repr)
 
 
+def _audit_sentence(report, merged: bool, scheme: str) -> str:
+    """What the leakage audit found and did about the folds, as a sentence (or "")."""
+    if report is None or report.pairs is None or len(report.pairs) == 0:
+        return ""
+    n = len(report.pairs)
+    found = f"the leakage audit found {n} identical or near-identical image pair(s) across subjects or splits"
+    if scheme == "predefined":
+        cross = int((report.pairs["split_a"] != report.pairs["split_b"]).sum())
+        if cross:
+            return f" Warning: {found}, {cross} of them across the train and test splits."
+        return f" Note: {found}, none across the train and test splits."
+    if merged:
+        how = (f"the subjects involved were merged into {len(report.merged_subjects)} group(s)"
+               if report.merged_subjects else "they were grouped together")
+        return f" The {found}; {how}, so a cell and its copy are never on both sides of a fold."
+    return f" Warning: {found} that were not merged (keep-duplicates); copies of a cell may be on both sides of a fold."
+
+
 def _default_positive(classes: List[str]) -> Optional[str]:
     if len(classes) != 2:
         return None
@@ -901,8 +927,9 @@ def compare(
             report = audit_leakage(fs, merge=merge_duplicates)
         audits[ids_key] = report
         groups, n_unknown = _cv_groups(fs, report)
-        plans[ids_key] = plan_splits(np.asarray(fs.y, dtype=object), groups, fs.splits, scheme=split,
-                                     cv=cv, repeats=repeats, seed=seed, n_without_subject=n_unknown)
+        sp, desc, set_notes = plan_splits(np.asarray(fs.y, dtype=object), groups, fs.splits, scheme=split,
+                                          cv=cv, repeats=repeats, seed=seed, n_without_subject=n_unknown)
+        plans[ids_key] = (sp, desc + _audit_sentence(report, merge_duplicates, split), set_notes)
     cv_description = " | ".join(dict.fromkeys(p[1] for p in plans.values()))
     notes = list(dict.fromkeys(n for p in plans.values() for n in p[2]))
 

@@ -94,8 +94,11 @@ def test_duplicate_images_merge_their_subjects(tmp_path):
     for _, row in res.folds.iterrows():
         sides = ("A0" in row.train_subjects, "H2" in row.train_subjects)
         assert sides in ((True, True), (False, False))
+    assert "merged into 1 group(s)" in res.cv_description
     kept = run(fs, tmp_path, classifiers="GaussianNB", merge_duplicates=False)
     assert kept.audit.merged_subjects == [] and len(kept.audit.pairs) == 1
+    assert "Warning" in kept.cv_description and "not merged" in kept.cv_description
+    assert "leakage audit" not in run(make_fs(), tmp_path, classifiers="GaussianNB").cv_description
 
 
 def test_roc_auc_comes_from_scores_not_labels():
@@ -246,6 +249,9 @@ def test_predefined_split(tmp_path):
     assert set(res.predictions.subject) == test_subjects
     fs.splits[:] = "train"
     with pytest.raises(EvaluationError, match="0 test"):
+        run(fs, tmp_path, split="predefined")
+    fs.splits[:] = np.where(fs.y == "hem", "test", "train")
+    with pytest.raises(EvaluationError, match="train split has no image of class.*hem"):
         run(fs, tmp_path, split="predefined")
 
 
