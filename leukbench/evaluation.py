@@ -861,14 +861,20 @@ def compare(
     split : {"cv", "predefined"}
         Cross-validation, or train on the ``train`` split and score ``test``.
     sort : str
-        Table column to sort by, descending (e.g. ``"ROC AUC"``).
+        Table column to sort by, descending (e.g. ``"ROC AUC"`` or
+        ``"roc_auc"``); ``"Fit Time"`` and ``"Time Taken"`` sort ascending.
     positive_label : str, optional
         Positive class of binary F1/precision/recall/ROC; default ``"all"``
         for C-NMC labels, else the second class in sorted order.
     timeout : float, optional
         Seconds after which one fit is killed and recorded as ``timeout``.
+        With a timeout every task runs in a worker process (a fresh
+        interpreter, reused across tasks) that is killed and replaced when
+        its fit runs too long; without one, tasks run in this process
+        (``n_jobs=1``) or through joblib.
     n_jobs : int
-        Tasks run in parallel (``-1``: all cores).
+        Tasks run in parallel (``-1``: all cores). Estimators keep
+        ``n_jobs=1``; OpenMP/BLAS threads are shared out between workers.
     audit, merge_duplicates : bool
         Run the leakage audit; merge the subjects of flagged images into one
         cross-validation group.
