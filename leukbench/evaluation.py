@@ -419,6 +419,7 @@ def _worker_main() -> None:  # pragma: no cover - runs in a worker process
             return
         msg = pickle.loads(frame)
         if msg[0] == "data":
+            data.clear()
             data[msg[1]] = (msg[2], msg[3])
             continue
         _, tid, set_key, est_bytes, train, test, n_classes = msg
@@ -470,9 +471,9 @@ class _Worker:
     def send(self, task: _Task, set_key, X, y, est_bytes: bytes, n_classes: int, timeout: float) -> None:
         import pickle
 
-        if set_key not in self.sent:
+        if set_key not in self.sent:  # tasks come grouped by feature set: keep only the latest one
             _write_frame(self.proc.stdin, pickle.dumps(("data", set_key, X, y), protocol=pickle.HIGHEST_PROTOCOL))
-            self.sent.add(set_key)
+            self.sent = {set_key}
         msg = ("task", id(task), set_key, est_bytes, task.split.train, task.split.test, n_classes)
         self.task = task
         self.deadline = time.monotonic() + timeout + _START_GRACE
@@ -527,8 +528,10 @@ def _run_killable(jobs, data, n_jobs: int, n_classes: int, timeout: float, on_do
                 X, y = data[task.set_index][:2]
                 try:
                     w.send(task, task.set_index, X, y, est_bytes, n_classes, timeout)
-                except OSError:
+                except OSError:  # the worker is gone (it could not start?): next task gets a new one
+                    w.task = None
                     w.kill()
+                    workers.remove(w)
                     on_done(task, _failure("failed", "worker process died before the fit started"))
             busy = [w for w in workers if w.task is not None]
             if not busy:
@@ -538,16 +541,17 @@ def _run_killable(jobs, data, n_jobs: int, n_classes: int, timeout: float, on_do
                 w, msg, at = events.get(timeout=min(wait_s, 1.0) + 0.01)
             except queue.Empty:
                 w = None
-            if w is not None and w.alive and w.task is not None:
+            if w is not None and w.alive and msg[0] == "eof":
+                task, w.task = w.task, None
+                w.kill()
+                if task is not None:
+                    on_done(task, _failure("failed", f"worker process died (exit code {w.proc.returncode})"))
+            elif w is not None and w.alive and w.task is not None:
                 if msg[0] == "started" and msg[1] == id(w.task):
                     w.deadline = at + timeout
                 elif msg[0] == "result" and msg[1] == id(w.task):
                     task, w.task, w.deadline = w.task, None, math.inf
                     on_done(task, msg[2])
-                elif msg[0] == "eof":
-                    task, w.task = w.task, None
-                    w.kill()
-                    on_done(task, _failure("failed", f"worker process died (exit code {w.proc.returncode})"))
             now = time.monotonic()
             for w in workers:
                 if w.alive and w.task is not None and w.deadline <= now:
@@ -903,6 +907,8 @@ def compare(
         positive_label = _default_positive(classes)
     elif len(classes) == 2 and positive_label not in classes:
         raise ValueError(f"positive label {positive_label!r} is not a class; classes are {classes}")
+    elif len(classes) != 2:
+        positive_label = None  # F1/precision/recall are weighted over the classes, ROC AUC one-vs-rest
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds or None (got {timeout!r})")
     if n_jobs is None or n_jobs == 0:

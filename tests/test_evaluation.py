@@ -119,30 +119,38 @@ def test_roc_auc_differs_from_balanced_accuracy_in_a_real_run(tmp_path):
     assert (f.roc_auc - f.balanced_accuracy).abs().max() > 0.01
 
 
-class _Boom:
-    def fit(self, X, y):
-        raise RuntimeError("boom on purpose")
-
-
-class _Sleeper:
-    def fit(self, X, y):
-        time.sleep(60)
-        return self
-
-
 def test_failing_and_hanging_classifiers_are_isolated(tmp_path):
     from sklearn.dummy import DummyClassifier
+
+    # local classes travel by value (cloudpickle): the workers need not import this test module
+    class _Boom:
+        def fit(self, X, y):
+            raise RuntimeError("boom on purpose")
+
+    class _Sleeper:
+        def fit(self, X, y):
+            time.sleep(60)
+            return self
+
+    class _Crash:
+        def fit(self, X, y):  # only ever run in a worker process (timeout=...)
+            import os
+
+            os._exit(3)
 
     register_classifier("TestDummy", lambda seed: DummyClassifier(strategy="prior"), replace=True)
     register_classifier("TestBoom", lambda seed: _Boom(), replace=True)
     register_classifier("TestSleeper", lambda seed: _Sleeper(), replace=True)
     t0 = time.perf_counter()
-    res = run(make_fs(), tmp_path, classifiers="GaussianNB,TestBoom,TestSleeper", cv=2, timeout=2, n_jobs=2)
+    register_classifier("TestCrash", lambda seed: _Crash(), replace=True)
+    res = run(make_fs(), tmp_path, classifiers="GaussianNB,TestBoom,TestSleeper,TestCrash", cv=2, timeout=2,
+              n_jobs=2)
     assert time.perf_counter() - t0 < 30  # the sleeper was killed, not waited for
     t = res.table.set_index("Model")
     assert t.loc["GaussianNB", "Status"] == "ok" and t.loc["GaussianNB", "Folds"] == 2
     assert t.loc["TestBoom", "Status"] == "failed: RuntimeError: boom on purpose"
     assert t.loc["TestSleeper", "Status"] == "timeout"
+    assert t.loc["TestCrash", "Status"] == "failed: worker process died (exit code 3)"
     assert np.isnan(t.loc["TestSleeper", "Balanced Accuracy"]) and t.loc["TestBoom", "Folds"] == 0
     assert list(res.table.Model)[0] == "GaussianNB"  # failed rows sorted last
     assert set(res.predictions.classifier) == {"GaussianNB"}
