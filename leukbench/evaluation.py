@@ -407,8 +407,10 @@ def _read_frame(fh) -> Optional[bytes]:
 def _worker_main() -> None:  # pragma: no cover - runs in a worker process
     """Serve tasks from stdin until it closes (see ``_run_killable``)."""
     import pickle
+    import signal
     import sys
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it kills us
     inp = sys.stdin.buffer
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # whatever a model prints goes to stderr
