@@ -17,6 +17,9 @@ the same backbone:
 ``model``
     the backbone alone on pre-decoded, pre-resized tensors, channels-last,
     under ``torch.inference_mode()``: the ceiling of any extraction pipeline.
+``model-folded``
+    the same with the batch norms folded into the convolutions, as
+    leukbench runs the network on the CPU (``fold_batchnorm``).
 ``model-nchw``
     the same in the default (contiguous NCHW) memory format, for reference.
 ``decode``
@@ -151,7 +154,8 @@ def variant_naive(root: Path, backbone: str, weights: str, limit: int) -> dict:
     return t.result(n)
 
 
-def _model_alone(root: Path, backbone: str, weights: str, limit: int, channels_last: bool) -> dict:
+def _model_alone(root: Path, backbone: str, weights: str, limit: int, channels_last: bool,
+                 folded: bool = False) -> dict:
     import numpy as np
     import torch
 
@@ -164,6 +168,10 @@ def _model_alone(root: Path, backbone: str, weights: str, limit: int, channels_l
     arrays = (arrays * 32)[:32]
     n_target = limit or len(_images(root, 0))
     model = _build(backbone, weights)
+    if folded:
+        from leukbench.features.deep import fold_batchnorm
+
+        fold_batchnorm(model)
     batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
     norm = pre.scale_shift("cpu")
     if channels_last:
@@ -183,6 +191,10 @@ def _model_alone(root: Path, backbone: str, weights: str, limit: int, channels_l
 
 def variant_model(root: Path, backbone: str, weights: str, limit: int) -> dict:
     return _model_alone(root, backbone, weights, limit, channels_last=True)
+
+
+def variant_model_folded(root: Path, backbone: str, weights: str, limit: int) -> dict:
+    return _model_alone(root, backbone, weights, limit, channels_last=True, folded=True)
 
 
 def variant_model_nchw(root: Path, backbone: str, weights: str, limit: int) -> dict:
@@ -223,7 +235,8 @@ def variant_handcrafted(root: Path, backbone: str, weights: str, limit: int) -> 
     return _extract(root, "handcrafted", weights, limit)
 
 
-VARIANTS = {"naive": variant_naive, "model": variant_model, "model-nchw": variant_model_nchw,
+VARIANTS = {"naive": variant_naive, "model": variant_model, "model-folded": variant_model_folded,
+            "model-nchw": variant_model_nchw,
             "decode": variant_decode, "leukbench": variant_leukbench, "handcrafted": variant_handcrafted}
 
 
@@ -295,6 +308,9 @@ def ratios_of(results: dict) -> dict:
     if lb and "model" in results:
         out["leukbench / model ceiling"] = {"value": lb["images_per_second"] / results["model"]["images_per_second"],
                                            "target": TARGET_VS_MODEL}
+    if lb and "model-folded" in results:
+        out["leukbench / model ceiling with folded batch norms"] = {
+            "value": lb["images_per_second"] / results["model-folded"]["images_per_second"], "target": TARGET_VS_MODEL}
     if "model" in results and "model-nchw" in results:
         out["channels-last / NCHW (model alone)"] = {
             "value": results["model"]["images_per_second"] / results["model-nchw"]["images_per_second"],
@@ -326,7 +342,7 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", default="imagenet", help="imagenet | none (random, speed only)")
     ap.add_argument("--limit", type=int, default=640, help="images per variant (0: all)")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each variant, interleaved (best is reported)")
-    ap.add_argument("--variants", default="naive,model,model-nchw,decode,leukbench,handcrafted")
+    ap.add_argument("--variants", default="naive,model,model-folded,model-nchw,decode,leukbench,handcrafted")
     ap.add_argument("--bmp", action="store_true", help="convert the images to BMP first")
     ap.add_argument("--rss-scaling", action="store_true", help="leukbench at 1x, 2x, 4x the images")
     ap.add_argument("--out", default=None, help="JSON file for the results (CSV when it ends in .csv)")
