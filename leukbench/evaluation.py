@@ -812,17 +812,17 @@ def _audit_sentence(report, merged: bool, scheme: str) -> str:
     if report is None or report.pairs is None or len(report.pairs) == 0:
         return ""
     n = len(report.pairs)
-    found = f"the leakage audit found {n} identical or near-identical image pair(s) across subjects or splits"
+    found = f"leakage audit found {n} identical or near-identical image pair(s) across subjects or splits"
     if scheme == "predefined":
         cross = int((report.pairs["split_a"] != report.pairs["split_b"]).sum())
         if cross:
-            return f" Warning: {found}, {cross} of them across the train and test splits."
-        return f" Note: {found}, none across the train and test splits."
+            return f" Warning: the {found}, {cross} of them across the train and test splits."
+        return f" Note: the {found}, none across the train and test splits."
     if merged:
         how = (f"the subjects involved were merged into {len(report.merged_subjects)} group(s)"
                if report.merged_subjects else "they were grouped together")
         return f" The {found}; {how}, so a cell and its copy are never on both sides of a fold."
-    return f" Warning: {found} that were not merged (keep-duplicates); copies of a cell may be on both sides of a fold."
+    return f" Warning: the {found} that were not merged (keep-duplicates); copies of a cell may be on both sides of a fold."
 
 
 def _default_positive(classes: List[str]) -> Optional[str]:
