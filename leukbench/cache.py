@@ -84,7 +84,8 @@ class FeatureCache:
         self.config = config
         self.feature_names = list(feature_names)
         self.path = self.cache_dir / "features" / dataset_key(self.dataset_root) / config.cache_key()
-        self._table: Optional[pd.DataFrame] = None
+        self._index: Optional[pd.DataFrame] = None
+        self._files: List[Path] = []
 
     # ------------------------------------------------------------------
     def _ensure_dir(self) -> None:
@@ -112,26 +113,35 @@ class FeatureCache:
             return []
         return sorted(self.path.glob("chunk-*.parquet"))
 
-    def table(self) -> pd.DataFrame:
-        """All cached rows (newest per id), indexed by id."""
-        if self._table is None:
+    def index(self) -> pd.DataFrame:
+        """Metadata of every cached image (newest per id), indexed by id.
+
+        Only the metadata columns are read, never the features, so this stays
+        cheap for large caches.  ``_chunk`` and ``_row`` locate each image's
+        feature row (see :meth:`matrix`).
+        """
+        if self._index is None:
+            files = self.chunk_files()
             frames = []
-            for f in self.chunk_files():
+            for c, f in enumerate(files):
                 try:
-                    frames.append(pd.read_parquet(f))
+                    m = pd.read_parquet(f, columns=META_COLUMNS)
                 except Exception:  # noqa: BLE001 - a damaged chunk is ignored, its images redone
                     continue
+                m["_chunk"] = c
+                m["_row"] = np.arange(len(m))
+                frames.append(m)
             if frames:
                 t = pd.concat(frames, ignore_index=True)
                 t = t.drop_duplicates("id", keep="last").set_index("id")
             else:
-                t = pd.DataFrame(columns=META_COLUMNS + self.feature_names).set_index("id")
-            self._table = t
-        return self._table
+                t = pd.DataFrame(columns=META_COLUMNS + ["_chunk", "_row"]).set_index("id")
+            self._files, self._index = files, t
+        return self._index
 
     def cached_mask(self, ids: Sequence[str], sizes: np.ndarray, mtimes: np.ndarray) -> np.ndarray:
         """Boolean mask: which images are cached with the same size and mtime."""
-        t = self.table()
+        t = self.index()
         if not len(t):
             return np.zeros(len(ids), dtype=bool)
         pos = t.index.get_indexer(pd.Index(ids))
@@ -139,6 +149,35 @@ class FeatureCache:
         safe = np.where(hit, pos, 0)
         same = (t["size"].to_numpy()[safe] == sizes) & (t["mtime_ns"].to_numpy()[safe] == mtimes)
         return hit & same
+
+    def rows(self, ids: Sequence[str]) -> pd.DataFrame:
+        """Cached metadata rows for ``ids`` in that order (all must be cached)."""
+        return self.index().loc[list(ids), META_COLUMNS[1:]]
+
+    def matrix(self, ids: Sequence[str]) -> np.ndarray:
+        """Feature matrix (float32) of ``ids`` in that order (all must be cached).
+
+        Reads one chunk at a time into a preallocated array, so the peak memory
+        is the matrix itself plus one chunk.
+        """
+        idx = self.index().loc[list(ids), ["_chunk", "_row"]]
+        out = np.empty((len(idx), len(self.feature_names)), dtype=np.float32)
+        chunk = idx["_chunk"].to_numpy(dtype=np.int64)
+        row = idx["_row"].to_numpy(dtype=np.int64)
+        for c in np.unique(chunk):
+            where = np.flatnonzero(chunk == c)
+            block = pd.read_parquet(self._files[c], columns=self.feature_names).to_numpy(dtype=np.float32)
+            out[where] = block[row[where]]
+        return out
+
+    def table(self) -> pd.DataFrame:
+        """All cached rows (metadata and features, newest per id), indexed by id.
+
+        Loads the whole cache; :meth:`index` and :meth:`matrix` do not.
+        """
+        t = self.index()
+        feats = pd.DataFrame(self.matrix(t.index), index=t.index, columns=self.feature_names)
+        return pd.concat([t[META_COLUMNS[1:]], feats], axis=1)
 
     def write_chunk(
         self,
@@ -172,12 +211,8 @@ class FeatureCache:
         tmp = self.path / f".tmp-{name}"
         frame.to_parquet(tmp, index=False)
         os.replace(tmp, final)
-        self._table = None
+        self._index = None
         return final
-
-    def rows(self, ids: Sequence[str]) -> pd.DataFrame:
-        """Cached rows for ``ids`` in that order (all must be cached)."""
-        return self.table().loc[list(ids)]
 
     def write_skipped(self, skipped: pd.DataFrame) -> Optional[Path]:
         """Record the images the latest run skipped (``id, path, reason``)."""

@@ -276,7 +276,7 @@ def load_feature_set(table: pd.DataFrame, root: str, extractor: Extractor, cache
     rows = cache.rows(sub["id"].tolist())
     return FeatureSet(
         name=extractor.name,
-        X=rows[extractor.feature_names].to_numpy(dtype=np.float32),
+        X=cache.matrix(sub["id"].tolist()),
         y=sub["label"].to_numpy(dtype=object),
         ids=sub["id"].to_numpy(dtype=object),
         subjects=sub["subject"].to_numpy(dtype=object),

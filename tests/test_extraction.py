@@ -171,3 +171,37 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
     assert code == 2
     assert err.startswith("leukbench: error:") and "no such folder" in err
     assert "Traceback" not in err
+
+
+def test_cache_checks_and_assembles_without_loading_every_column(tmp_path, monkeypatch):
+    """Checking what is cached reads only the metadata; the matrix is filled chunk by chunk."""
+    config = ExtractorConfig(name="wide", kind="handcrafted")
+    names = [f"wide.f{i:03d}" for i in range(40)]
+    cache = FeatureCache(tmp_path / "cache", tmp_path / "data", config, names)
+    rng = np.random.default_rng(0)
+    truth = {}
+    for c in range(3):  # three chunks; the third re-extracts two images of the first
+        ids = [f"img{i}.png" for i in range(c * 5, c * 5 + 5)] if c < 2 else ["img1.png", "img3.png"]
+        X = rng.normal(size=(len(ids), len(names))).astype(np.float32)
+        cache.write_chunk(ids, [10] * len(ids), [7] * len(ids), ["p"] * len(ids), ["d"] * len(ids),
+                          [False] * len(ids), X)
+        truth.update(zip(ids, X))
+
+    reads = []
+    real_read = pd.read_parquet
+
+    def spy(path, *a, columns=None, **kw):
+        reads.append(columns)
+        return real_read(path, *a, columns=columns, **kw)
+
+    monkeypatch.setattr("leukbench.cache.pd.read_parquet", spy)
+    fresh = FeatureCache(tmp_path / "cache", tmp_path / "data", config, names)
+    want = ["img9.png", "img1.png", "img0.png", "img3.png"]
+    mask = fresh.cached_mask(want + ["new.png"], np.array([10, 10, 10, 10, 10]), np.array([7, 7, 7, 7, 7]))
+    assert mask.tolist() == [True, True, True, True, False]
+    assert reads and all(cols is not None and not any(c.startswith("wide.") for c in cols) for cols in reads)
+
+    reads.clear()
+    X = fresh.matrix(want)
+    np.testing.assert_array_equal(X, np.stack([truth[i] for i in want]))  # newest chunk wins for img1, img3
+    assert len(reads) == 3 and all(cols == names for cols in reads)  # one read per chunk touched
