@@ -215,7 +215,7 @@ class FeatureCache:
         return final
 
     def write_skipped(self, skipped: pd.DataFrame) -> Optional[Path]:
-        """Record the images the latest run skipped (``id, path, reason``)."""
+        """Record the images the latest run skipped (``id, path, kind, reason``)."""
         self._ensure_dir()
         out = self.path / "skipped.csv"
         _atomic_write_bytes(out, skipped.to_csv(index=False).encode())

@@ -176,6 +176,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return cmd_extract(args)
         return cmd_compare(args)
     except ExtractionError as exc:
+        for s in exc.summaries:  # what was found and why it was skipped
+            print("\n".join(s.lines()))
         print(f"leukbench: error: {exc}", file=sys.stderr)
         return EXIT_NOTHING
     except KeyboardInterrupt:

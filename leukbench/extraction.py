@@ -27,7 +27,15 @@ DEFAULT_FEATURES = "efficientnet_lite0"
 
 
 class ExtractionError(RuntimeError):
-    """Nothing usable came out of an extraction (the message says why)."""
+    """Nothing usable came out of an extraction (the message says why).
+
+    ``summaries`` holds the :class:`ExtractionSummary` of every extractor that
+    ran, so that what was found and skipped can still be shown.
+    """
+
+    def __init__(self, message: str, summaries=()):
+        super().__init__(message)
+        self.summaries = list(summaries)
 
 
 @dataclasses.dataclass
@@ -64,9 +72,11 @@ class ExtractionSummary:
                 "the whole image was used for those"
             )
         if len(self.skipped):
-            reasons = self.skipped["reason"].str.split(":").str[-1].str.strip().str[:60]
-            for reason, n in reasons.value_counts().head(5).items():
-                out.append(f"  skipped {n}: {reason}")
+            kinds = self.skipped["kind"] if "kind" in self.skipped else self.skipped["reason"]
+            for kind, n in kinds.value_counts().head(5).items():
+                example = self.skipped.loc[kinds == kind, "id"].iloc[0]
+                more = f" and {n - 1} more" if n > 1 else ""
+                out.append(f"  skipped {n}: {kind} (e.g. {example}{more})")
             if self.skipped_csv:
                 out.append(f"  skipped images listed in {self.skipped_csv}")
         out.append(f"  features cached in {self.cache_path}")
@@ -133,9 +143,10 @@ class _ImageDataset:
                 fallback = True
             return (i, item, hashes, fallback, None)
         except ImageReadError as exc:
-            return (i, None, None, False, str(exc))
+            return (i, None, None, False, (exc.kind, str(exc)))
         except Exception as exc:  # noqa: BLE001 - one bad image must not stop the run
-            return (i, None, None, False, f"{path}: {exc.__class__.__name__}: {exc}")
+            return (i, None, None, False, (f"{exc.__class__.__name__} while preparing the image",
+                                           f"{path}: {exc.__class__.__name__}: {exc}"))
 
 
 def _collate(batch):
@@ -225,7 +236,7 @@ def run_extractor(
                 for b in batch:
                     if b[4] is not None:
                         j = todo[b[0]]
-                        skipped.append((ids[j], paths[j], b[4]))
+                        skipped.append((ids[j], paths[j], *b[4]))
                 if good:
                     X = extractor.compute([b[1] for b in good])
                     for b in good:
@@ -244,7 +255,7 @@ def run_extractor(
             # Keep whatever was computed, also on Ctrl-C or an unexpected error.
             flush()
             bar.close()
-    skipped_df = pd.DataFrame(skipped, columns=["id", "path", "reason"])
+    skipped_df = pd.DataFrame(skipped, columns=["id", "path", "kind", "reason"])
     skipped_csv = cache.write_skipped(skipped_df) if len(skipped_df) or cache.path.exists() else None
     present = cache.cached_mask(ids, sizes, mtimes)
     n_fb = int(cache.rows([i for i, ok in zip(ids, present) if ok])["seg_fallback"].sum()) if present.any() else 0
@@ -378,7 +389,8 @@ def extract(
         if len(fs) == 0:
             raise ExtractionError(
                 f"{root}: no image could be read for {n}; see the skipped list in "
-                f"{next(s.skipped_csv for s in summaries if s.extractor == n) or 'the cache folder'}"
+                f"{next(s.skipped_csv for s in summaries if s.extractor == n) or 'the cache folder'}",
+                summaries,
             )
     out = {"+".join(s): FeatureSet.combine([singles[n] for n in s]) for s in sets}
     result = next(iter(out.values())) if len(out) == 1 else out

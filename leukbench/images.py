@@ -14,7 +14,16 @@ IMAGE_EXTENSIONS = frozenset(
 
 
 class ImageReadError(Exception):
-    """An image file could not be decoded; the message names the file."""
+    """An image file could not be decoded; the message names the file.
+
+    ``kind`` is a short, path-free description of what went wrong (``"file not
+    found"``, ``"not a recognised image format"``, ...), used to group skipped
+    images in summaries.
+    """
+
+    def __init__(self, message: str, kind: str = "unreadable image"):
+        super().__init__(message)
+        self.kind = kind
 
 
 def is_image_file(name: str) -> bool:
@@ -30,12 +39,14 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     if arr.dtype == bool:
         return arr.astype(np.uint8) * 255
     if np.issubdtype(arr.dtype, np.integer):
-        # 16-bit (or wider) microscopy: scale the full range of the type when
-        # the data use it, otherwise the data range, to keep contrast.
+        # 10-, 12-, 14- or 16-bit microscopy: scale by the smallest 2**k - 1 that
+        # holds the data (the bit depth, inferred from the maximum), not by the
+        # per-image maximum, so dimmer images of one camera stay dimmer.
         hi = float(arr.max()) if arr.size else 0.0
-        top = 65535.0 if hi > 255 else 255.0
-        if hi > 65535:
-            top = hi
+        top = 255.0
+        while top < hi and top < 2.0**32:
+            top = top * 2 + 1
+        top = max(top, hi)
         return np.clip(arr.astype(np.float64) * (255.0 / top), 0, 255).round().astype(np.uint8)
     arr = arr.astype(np.float64)
     lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
@@ -79,12 +90,20 @@ def load_image(path) -> np.ndarray:
             else:  # P, CMYK, YCbCr, LAB, HSV, I;16 variants PIL converts itself
                 arr = np.asarray(im.convert("RGB"))
     except FileNotFoundError:
-        raise ImageReadError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ImageReadError(f"{path}: file not found", "file not found") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(
+            f"{path}: not a recognised image format (PIL cannot identify it); "
+            "re-export it as PNG/BMP/JPEG or remove it from the dataset",
+            "not a recognised image format",
+        ) from None
+    except (OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(
             f"{path}: cannot decode image ({exc.__class__.__name__}: {exc}); "
-            "re-export it as PNG/BMP/JPEG or remove it from the dataset"
+            "re-export it as PNG/BMP/JPEG or remove it from the dataset",
+            "truncated or damaged image file",
         ) from None
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ImageReadError(f"{path}: unexpected image shape {arr.shape}; expected an RGB image")
+        raise ImageReadError(f"{path}: unexpected image shape {arr.shape}; expected an RGB image",
+                             "unexpected image shape")
     return np.ascontiguousarray(arr, dtype=np.uint8)

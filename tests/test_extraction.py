@@ -133,18 +133,31 @@ def test_corrupt_images_are_skipped_and_reported(cnmc_folders, tmp_path):
     assert all(p in r for p, r in zip(s.skipped["path"], s.skipped["reason"]))
     listed = pd.read_csv(s.skipped_csv)
     assert set(listed["id"]) == set(s.skipped["id"])
+    assert dict(zip(s.skipped["id"], s.skipped["kind"])) == {
+        "all/UID_1_9_1_all.bmp": "not a recognised image format",      # empty file
+        "hem/UID_H1_9_1_hem.png": "not a recognised image format",     # text named .png
+        "all/UID_2_9_1_all.bmp": "truncated or damaged image file",    # cut after 200 bytes
+    }
     text = "\n".join(s.lines())
     assert "skipped 3" in text and s.skipped_csv in text
+    assert "  skipped 2: not a recognised image format (e.g. " in text and " and 1 more)" in text
+    assert "  skipped 1: truncated or damaged image file (e.g. all/UID_2_9_1_all.bmp)" in text
 
 
-def test_nothing_readable_is_an_error(tmp_path):
+def test_nothing_readable_is_an_error(tmp_path, capsys):
     d = tmp_path / "d"
     for cls in ("all", "hem"):
         (d / cls).mkdir(parents=True)
         (d / cls / f"UID_1_1_1_{cls}.bmp").write_bytes(b"garbage")
-    with pytest.raises(ExtractionError, match="no image could be read"):
+    with pytest.raises(ExtractionError, match="no image could be read") as info:
         run(d, tmp_path / "c")
+    assert [s.n_found for s in info.value.summaries] == [2]
     assert cli.main(["extract", str(d), "--features", "chanstats", "--cache-dir", str(tmp_path / "c"), "-q"]) == 1
+    out, err = capsys.readouterr()
+    # the summary still says what was found and why nothing was usable
+    assert "images found 2, extracted 0, from cache 0, skipped 2" in out
+    assert "skipped 2: not a recognised image format" in out
+    assert err.startswith("leukbench: error:") and "no image could be read" in err and "Traceback" not in err
 
 
 def test_config_is_part_of_the_key(cnmc_folders, tmp_path):

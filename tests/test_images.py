@@ -102,3 +102,17 @@ def test_is_image_file():
     assert not is_image_file(".hidden.png")
     assert not is_image_file("README.md")
     assert not is_image_file("labels.csv")
+
+
+@pytest.mark.parametrize("bits", [10, 12, 14])
+def test_high_bit_depth_scaled_to_its_range(tmp_path, bits):
+    """12-bit data in a 16-bit file fill 0..255, not the bottom sixteenth of it."""
+    top = 2 ** bits - 1
+    g = np.linspace(0, top, 64).round().astype(np.uint16).reshape(8, 8)
+    Image.fromarray(g).save(tmp_path / "g.tif")
+    out = load_image(tmp_path / "g.tif")[..., 0]
+    assert out.max() == 255 and out.min() == 0
+    np.testing.assert_allclose(out, g * 255.0 / top, atol=0.51)
+    # a dimmer image of the same depth keeps its dimness (the bit depth's range, not its max)
+    Image.fromarray((g * 0.6).astype(np.uint16)).save(tmp_path / "dim.tif")
+    assert 150 <= load_image(tmp_path / "dim.tif").max() <= 154
