@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(ex)
     ex.add_argument("--chunk-size", type=int, default=256, metavar="N",
                     help="images per cache chunk, the most an interruption can lose (default: 256)")
+    ex.add_argument("--out", default=None, metavar="DIR",
+                    help="also write each feature set to DIR/<name>.parquet (FeatureSet.load reads it)")
 
     cp = sub.add_parser("compare", help="extract what is missing, then compare classifiers with subject-aware CV")
     _add_data_options(cp)
@@ -112,6 +114,8 @@ def cmd_extract(args) -> int:
     sets = result if isinstance(result, dict) else {result.name: result}
     for name, fs in sets.items():
         print(f"{name}: {fs!r}")
+        if args.out:
+            print(f"  written to {fs.save(Path(args.out) / f'{name}.parquet')}")
     print(f"done in {time.perf_counter() - t0:.1f} s ({data})")
     return EXIT_OK
 

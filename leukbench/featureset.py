@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -124,6 +127,69 @@ class FeatureSet:
         df.insert(0, "subject", self.subjects)
         df.insert(0, "label", self.y)
         return df
+
+    def save(self, path) -> Path:
+        """Write the feature set to one Parquet file that pandas can read.
+
+        Columns: ``id, label, subject, split, path, pixel_hash, dhash`` and one
+        per feature; the name, feature names and provenance go in the file's
+        metadata (key ``leukbench``).  :meth:`load` reads it back.
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = Path(path)
+        n = len(self)
+        meta = pd.DataFrame({
+            "id": self.ids, "label": self.y, "subject": self.subjects, "split": self.splits,
+            "path": self.paths if self.paths is not None else [None] * n,
+            "pixel_hash": self.pixel_hashes if self.pixel_hashes is not None else [None] * n,
+            "dhash": self.dhashes if self.dhashes is not None else [None] * n,
+        })
+        frame = pd.concat([meta, pd.DataFrame(self.X, columns=self.feature_names)], axis=1)
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        info = {"name": self.name, "feature_names": list(self.feature_names),
+                "provenance": self.provenance, "format": 1}
+        table = table.replace_schema_metadata({
+            **(table.schema.metadata or {}),
+            b"leukbench": json.dumps(info, default=str).encode(),
+        })
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path) -> "FeatureSet":
+        """Read a feature set written by :meth:`save`."""
+        import pyarrow.parquet as pq
+
+        path = Path(path)
+        try:
+            table = pq.read_table(path)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: not a readable Parquet file ({exc})") from None
+        raw = (table.schema.metadata or {}).get(b"leukbench")
+        if raw is None:
+            raise ValueError(f"{path}: not a leukbench feature set (no 'leukbench' metadata); "
+                             "write it with FeatureSet.save or `leukbench extract --out`")
+        info = json.loads(raw)
+        df = table.to_pandas()
+        opt = lambda c: None if df[c].isna().all() else df[c].to_numpy(dtype=object)  # noqa: E731
+        return cls(
+            name=info["name"],
+            X=df[info["feature_names"]].to_numpy(dtype=np.float32),
+            y=df["label"].to_numpy(dtype=object),
+            ids=df["id"].to_numpy(dtype=object),
+            subjects=df["subject"].fillna("").to_numpy(dtype=object),
+            splits=df["split"].fillna("").to_numpy(dtype=object),
+            feature_names=list(info["feature_names"]),
+            paths=opt("path"),
+            pixel_hashes=opt("pixel_hash"),
+            dhashes=opt("dhash"),
+            provenance=info.get("provenance", {}),
+        )
 
     @staticmethod
     def combine(sets: Sequence["FeatureSet"], name: Optional[str] = None) -> "FeatureSet":

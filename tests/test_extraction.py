@@ -218,3 +218,21 @@ def test_cache_checks_and_assembles_without_loading_every_column(tmp_path, monke
     X = fresh.matrix(want)
     np.testing.assert_array_equal(X, np.stack([truth[i] for i in want]))  # newest chunk wins for img1, img3
     assert len(reads) == 3 and all(cols == names for cols in reads)  # one read per chunk touched
+
+
+def test_feature_set_save_and_load_round_trip(cnmc_folders, tmp_path, capsys):
+    code = cli.main(["extract", str(cnmc_folders), "--features", "chanstats", "--cache-dir", str(tmp_path / "c"),
+                     "-q", "--num-workers", "0", "--out", str(tmp_path / "out")])
+    assert code == 0 and "written to" in capsys.readouterr().out
+    fs, _ = run(cnmc_folders, tmp_path / "c")
+    back = type(fs).load(tmp_path / "out" / "chanstats.parquet")
+    np.testing.assert_array_equal(back.X, fs.X)
+    for attr in ("y", "ids", "subjects", "splits", "paths", "pixel_hashes", "dhashes"):
+        assert getattr(back, attr).tolist() == getattr(fs, attr).tolist(), attr
+    assert back.feature_names == fs.feature_names and back.name == fs.name
+    assert back.provenance["cache_key"] == fs.provenance["cache_key"]
+    plain = pd.read_parquet(tmp_path / "out" / "chanstats.parquet")  # an open format
+    assert list(plain.columns[:4]) == ["id", "label", "subject", "split"] and len(plain) == len(fs)
+    (tmp_path / "other.parquet").write_bytes(b"")
+    with pytest.raises(ValueError, match="other.parquet: not a readable Parquet file"):
+        type(fs).load(tmp_path / "other.parquet")
