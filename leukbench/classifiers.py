@@ -35,6 +35,12 @@ SEED_CLASSIFIERS = ("SVC", "XGBClassifier", "LinearDiscriminantAnalysis", "Ridge
                     "RidgeClassifier")
 
 Factory = Callable[[int], object]
+
+
+class MissingDependencyError(ImportError):
+    """An optional package that a requested feature needs is not installed."""
+
+
 _REGISTRY: Dict[str, Factory] = {}
 
 
@@ -191,7 +197,7 @@ def lazypredict_battery() -> List[str]:
     try:
         from lazypredict import Supervised
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
+        raise MissingDependencyError(
             "battery='all' needs lazypredict: pip install 'leukbench[lazypredict]'"
         ) from exc
     names = []

@@ -122,13 +122,18 @@ def cmd_extract(args) -> int:
 
 def cmd_compare(args) -> int:
     from . import datasets
-    from .evaluation import compare
+    from .evaluation import check_options, compare
     from .reporting import markdown_summary
 
     from .classifiers import select_classifiers
 
     data = args.data if args.data is not None else datasets.sample_root()
-    select_classifiers(args.classifiers, args.battery)  # fail before any extraction
+    # fail on bad options before any extraction
+    if not select_classifiers(args.classifiers, args.battery):
+        from .evaluation import EvaluationError
+
+        raise EvaluationError("no classifier left to run; check --classifiers")
+    check_options(split=args.split, cv=args.cv, repeats=args.repeats, sort=args.sort, timeout=args.timeout)
     result_sets, _ = _extract(args)
     sets = list(result_sets.values()) if isinstance(result_sets, dict) else [result_sets]
     cache_dir = Path(args.cache_dir) if args.cache_dir else None
@@ -203,7 +208,8 @@ def _extra_errors() -> tuple:
         out.append(WeightsUnavailableError)
     except Exception:  # noqa: BLE001 - deep features unavailable: nothing to add
         pass
+    from .classifiers import MissingDependencyError
     from .evaluation import EvaluationError
 
-    out.append(EvaluationError)
+    out += [EvaluationError, MissingDependencyError]
     return tuple(out)

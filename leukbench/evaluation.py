@@ -559,7 +559,8 @@ def _run_killable(jobs, data, n_jobs: int, n_classes: int, timeout: float, on_do
                 if w.alive and w.task is not None and w.deadline <= now:
                     task, w.task = w.task, None
                     w.kill()
-                    on_done(task, _failure("timeout", f"fit exceeded the {timeout:g} s timeout and was stopped"))
+                    on_done(task, {**_failure("timeout", f"fit exceeded the {timeout:g} s timeout and was stopped"),
+                                   "fit_time": float(timeout)})
     finally:
         for w in workers:
             if w.alive:
@@ -736,6 +737,26 @@ _CACHE_FORMAT = "fold-v2"
 _TIME_COLUMNS = ("Fit Time", "Time Taken")
 
 
+def check_options(*, split: str = "cv", cv: int = 5, repeats: int = 1, sort: str = "Balanced Accuracy",
+                  timeout: Optional[float] = None) -> str:
+    """Validate :func:`compare`'s options before any work; returns the sort column.
+
+    Raises
+    ------
+    ValueError, EvaluationError
+        With a one-line message saying what to pass instead.
+    """
+    if split not in ("cv", "predefined"):
+        raise EvaluationError(f"unknown split {split!r}; use 'cv' or 'predefined'")
+    if split == "cv" and cv < 2:
+        raise EvaluationError(f"cv must be at least 2 (got {cv})")
+    if split == "cv" and repeats < 1:
+        raise EvaluationError(f"repeats must be at least 1 (got {repeats})")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds or None (got {timeout!r})")
+    return _sort_column(sort)
+
+
 def _sort_column(sort: str) -> str:
     """The table column for ``sort`` (a column name or a metric key, any case)."""
     columns = list(_TABLE_NAMES.values()) + list(_TIME_COLUMNS)
@@ -903,7 +924,7 @@ def compare(
     names = select_classifiers(classifiers, battery)
     if not names:
         raise EvaluationError("no classifier left to run")
-    table_sort = _sort_column(sort)
+    table_sort = check_options(split=split, cv=cv, repeats=repeats, sort=sort, timeout=timeout)
     classes = sorted({str(c) for fs in sets for c in fs.y})
     if positive_label is None:
         positive_label = _default_positive(classes)
@@ -911,8 +932,6 @@ def compare(
         raise ValueError(f"positive label {positive_label!r} is not a class; classes are {classes}")
     elif len(classes) != 2:
         positive_label = None  # F1/precision/recall are weighted over the classes, ROC AUC one-vs-rest
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds or None (got {timeout!r})")
     if n_jobs is None or n_jobs == 0:
         n_jobs = 1
     if n_jobs < 0:
@@ -938,7 +957,9 @@ def compare(
         if audit and (fs.pixel_hashes is not None or fs.dhashes is not None):
             from .audit import audit_leakage
 
-            report = audit_leakage(fs, merge=merge_duplicates)
+            # merging only shapes cross-validation folds; a predefined split is
+            # fixed, so there the audit reports and does not merge
+            report = audit_leakage(fs, merge=merge_duplicates and split == "cv")
         audits[ids_key] = report
         groups, n_unknown = _cv_groups(fs, report)
         sp, desc, set_notes = plan_splits(np.asarray(fs.y, dtype=object), groups, fs.splits, scheme=split,
@@ -1084,12 +1105,13 @@ def _summarise(folds: pd.DataFrame, sets, names, sort: str) -> pd.DataFrame:
                 vals = ok[m].to_numpy(dtype=float)
                 vals = vals[np.isfinite(vals)]
                 row[col] = float(vals.mean()) if len(vals) else float("nan")
-                row[f"{col} Std"] = float(vals.std()) if len(vals) > 1 else (0.0 if len(vals) else float("nan"))
+                row[f"{col} Std"] = float(vals.std()) if len(vals) > 1 else float("nan")  # one fold: no spread
             ft = f["fit_time"].to_numpy(dtype=float)
             ft = ft[np.isfinite(ft)]
             row["Fit Time"] = float(ft.mean()) if len(ft) else float("nan")
-            row["Fit Time Std"] = float(ft.std()) if len(ft) > 1 else (0.0 if len(ft) else float("nan"))
-            row["Time Taken"] = float(np.nansum(f["fit_time"].to_numpy(float) + f["predict_time"].to_numpy(float)))
+            row["Fit Time Std"] = float(ft.std()) if len(ft) > 1 else float("nan")
+            row["Time Taken"] = float(np.nansum(f["fit_time"].to_numpy(float))
+                                      + np.nansum(f["predict_time"].to_numpy(float)))
             row["Folds"] = int(len(ok))
             if len(ok) == len(f):
                 row["Status"] = "ok"
@@ -1104,6 +1126,9 @@ def _summarise(folds: pd.DataFrame, sets, names, sort: str) -> pd.DataFrame:
                     for col in _TABLE_NAMES.values():
                         row[col] = row[f"{col} Std"] = float("nan")
                     row["Folds"] = 0
+                # a fit time over the folds that finished would flatter the row;
+                # Time Taken still says how long the row cost (timeouts included)
+                row["Fit Time"] = row["Fit Time Std"] = float("nan")
             rows.append(row)
     table = pd.DataFrame(rows)
     ok = table["Status"] == "ok"

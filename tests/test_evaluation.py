@@ -152,6 +152,8 @@ def test_failing_and_hanging_classifiers_are_isolated(tmp_path):
     assert t.loc["TestSleeper", "Status"] == "timeout"
     assert t.loc["TestCrash", "Status"] == "failed: worker process died (exit code 3)"
     assert np.isnan(t.loc["TestSleeper", "Balanced Accuracy"]) and t.loc["TestBoom", "Folds"] == 0
+    # a timed-out row shows no fit time over the folds that happened to finish, but its cost
+    assert np.isnan(t.loc["TestSleeper", "Fit Time"]) and t.loc["TestSleeper", "Time Taken"] >= 2 * 2
     assert list(res.table.Model)[0] == "GaussianNB"  # failed rows sorted last
     assert set(res.predictions.classifier) == {"GaussianNB"}
     # without a timeout the failure is isolated too (in-process and joblib paths), and classifiers
@@ -255,6 +257,8 @@ def test_predefined_split(tmp_path):
     res = run(fs, tmp_path, split="predefined")
     assert len(res.folds) == 3 and set(res.folds.n_test) == {24}
     assert set(res.predictions.subject) == test_subjects
+    assert res.table["Balanced Accuracy"].notna().all()
+    assert res.table["Balanced Accuracy Std"].isna().all()  # one fold has no spread, not "± 0"
     fs.splits[:] = "train"
     with pytest.raises(EvaluationError, match="0 test"):
         run(fs, tmp_path, split="predefined")
@@ -355,3 +359,51 @@ def test_numbers_match_lazypredict_on_the_same_split(tmp_path):
     assert compared >= 4
     if any(n == "XGBClassifier" for n, _ in Supervised.CLASSIFIERS):
         assert "XGBClassifier" in models.index
+
+
+def test_predefined_split_audit_reports_without_merging(tmp_path):
+    """A copy across the fixed split is a warning; merging groups means nothing there."""
+    fs = make_fs(duplicate=(0, 60))  # image 0 (A0) copied under H2
+    fs.splits[:] = ["test" if s in {"A1", "H2"} else "train" for s in fs.subjects]
+    res = run(fs, tmp_path, split="predefined")
+    assert "1 of them across the train and test splits" in res.cv_description
+    assert not res.audit.merged_subjects and "merged" not in res.audit.summary()
+    assert "in both the train and the test split" not in res.cv_description  # no patient is
+    fs.splits[:] = ["test" if s in {"A1", "H2"} else "train" for s in fs.subjects]
+    fs.subjects[fs.subjects == "H3"] = "A1"  # one patient's images now on both sides
+    res = run(fs, tmp_path, split="predefined")
+    assert "1 subject group(s) are in both the train and the test split: A1" in res.cv_description
+
+
+def test_cli_checks_compare_options_before_extracting(tmp_path, capsys, monkeypatch):
+    from leukbench import cli
+
+    for argv, message in (
+        (["--sort", "Speed"], "cannot sort by 'Speed'"),
+        (["--cv", "1"], "cv must be at least 2"),
+        (["--repeats", "0"], "repeats must be at least 1"),
+        (["--timeout", "-1"], "timeout must be a positive"),
+    ):
+        code = cli.main(["compare", str(tmp_path / "nowhere"), "--cache-dir", str(tmp_path / "c"), "-q", *argv])
+        out, err = capsys.readouterr()
+        assert code == 2 and message in err and "Traceback" not in err
+        assert "images found" not in out  # nothing was extracted first
+    monkeypatch.setitem(__import__("sys").modules, "lazypredict", None)  # not installed
+    code = cli.main(["compare", str(tmp_path / "nowhere"), "--battery", "all", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "needs lazypredict" in err and "Traceback" not in err
+
+
+def test_rerun_says_how_many_fits_came_from_the_cache(tmp_path):
+    import json
+
+    from leukbench.reporting import markdown_summary
+
+    fs = make_fs()
+    first = run(fs, tmp_path)
+    assert "Fits: 15 computed, 0 taken from the fold cache (15 in all)" in markdown_summary(first)
+    again = run(fs, tmp_path)
+    assert "Fits: 0 computed, 15 taken from the fold cache (15 in all)" in markdown_summary(again)
+    again.save(tmp_path / "out", feature_sets=[fs], plots=False)
+    fits = json.loads((tmp_path / "out" / "run.json").read_text())["fits"]
+    assert fits == {"total": 15, "from_fold_cache": 15, "computed": 0}
