@@ -19,14 +19,15 @@ CSV and the unlabeled final test set) and a CSV manifest
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Set, Tuple
 
 import pandas as pd
 
-from .images import is_image_file
+from .images import IMAGE_EXTENSIONS, is_image_file
 
 COLUMNS = ["path", "id", "label", "subject", "split", "fold"]
 LAYOUTS = ("auto", "folders", "cnmc", "manifest")
@@ -34,7 +35,10 @@ LAYOUTS = ("auto", "folders", "cnmc", "manifest")
 #: C-NMC file names: ``UID_<subject>_<image>_<cell>_<class>.<ext>``.
 CNMC_NAME = re.compile(r"^UID_(?P<subject>[^_]+)_\d+_\d+_(?P<cls>all|hem)\.", re.IGNORECASE)
 _CNMC_TRAIN_DIRS = ("training_data", "C-NMC_training_data")
+#: A C-NMC training fold folder: ``fold_0``, ``fold_1``, ...
+_FOLD_DIR = re.compile(r"^fold_\d+$", re.IGNORECASE)
 _SPLITS = ("train", "test", "unlabeled")
+_ACCEPTED = ", ".join(sorted(IMAGE_EXTENSIONS))
 
 
 class DatasetError(ValueError):
@@ -46,8 +50,46 @@ class DatasetError(ValueError):
 # ---------------------------------------------------------------------------
 
 
-def _walk_images(top: str) -> Iterator[str]:
-    """Yield absolute paths of image files below ``top`` (skips hidden entries)."""
+def _dir_key(path) -> Optional[Tuple[int, int]]:
+    """``(st_dev, st_ino)`` of the directory at ``path`` (symlinks followed); None if unreadable."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    """``entry.is_dir()`` following symlinks; False for broken or looping links."""
+    try:
+        return entry.is_dir(follow_symlinks=True)
+    except OSError:
+        return False
+
+
+def _subdirs(root: str) -> List[os.DirEntry]:
+    """Non-hidden sub-folders of ``root`` (symlinks to folders included), sorted by name."""
+    with os.scandir(root) as it:
+        return sorted((e for e in it if not e.name.startswith(".") and _is_dir(e)), key=lambda e: e.name)
+
+
+def _walk_images(top: str, seen: Optional[Set[Tuple[int, int]]] = None) -> Iterator[str]:
+    """Yield absolute paths of image files below ``top`` (skips hidden entries).
+
+    Parameters
+    ----------
+    top : str
+        Folder to walk; it is walked even when already in ``seen``.
+    seen : set, optional
+        ``(st_dev, st_ino)`` of folders already walked or to be walked by the
+        caller; shared between calls so a symlink back up the tree (a loop) or
+        to another walked folder is skipped. A symlinked folder seen for the
+        first time is followed.
+    """
+    seen = set() if seen is None else seen
+    key = _dir_key(top)
+    if key is not None:
+        seen.add(key)
     stack = [top]
     while stack:
         d = stack.pop()
@@ -56,12 +98,18 @@ def _walk_images(top: str) -> Iterator[str]:
                 for entry in it:
                     if entry.name.startswith("."):
                         continue
-                    if entry.is_dir(follow_symlinks=True):
+                    if _is_dir(entry):
+                        key = _dir_key(entry.path)  # one stat per folder, none per file
+                        if key is None or key in seen:
+                            continue
+                        seen.add(key)
                         stack.append(entry.path)
                     elif is_image_file(entry.name):
                         yield entry.path
         except PermissionError:
             raise DatasetError(f"{d}: permission denied; make the folder readable") from None
+        except OSError as exc:
+            raise DatasetError(f"{d}: cannot list the folder ({exc.strerror}); check the path and its links") from None
 
 
 def _rel(path: str, root: str) -> str:
@@ -70,6 +118,9 @@ def _rel(path: str, root: str) -> str:
 
 def subject_from_name(name: str, subject_regex: Optional[re.Pattern] = None) -> str:
     """Subject id from a file name: the user's regex first, then the C-NMC pattern.
+
+    A name the regex does not match falls back to the C-NMC pattern
+    ``UID_<subject>_...``; a name that matches neither gives ``""``.
 
     Parameters
     ----------
@@ -81,8 +132,8 @@ def subject_from_name(name: str, subject_regex: Optional[re.Pattern] = None) -> 
     if subject_regex is not None:
         m = subject_regex.search(name)
         if m:
-            return m.group("subject") if "subject" in m.groupdict() else m.group(1)
-        return ""
+            subject = m.group("subject") if "subject" in m.groupdict() else m.group(1)
+            return subject or ""  # an optional group that did not take part gives None
     m = CNMC_NAME.match(name)
     return m.group("subject") if m else ""
 
@@ -122,10 +173,12 @@ def load_folders(root, subject_regex=None) -> pd.DataFrame:
     root = _check_root(root)
     rx = _compile_subject_regex(subject_regex)
     rows = []
-    with os.scandir(root) as it:
-        classes = sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+    classes = [e.name for e in _subdirs(root)]
+    # the root and every class folder count as seen, so a link from one class into
+    # another (or back up to the root) is not walked twice under the wrong label
+    seen = {k for k in map(_dir_key, [root] + [os.path.join(root, c) for c in classes]) if k is not None}
     for cls in classes:
-        for p in _walk_images(os.path.join(root, cls)):
+        for p in _walk_images(os.path.join(root, cls), seen):
             name = os.path.basename(p)
             rows.append((p, _rel(p, root), cls, subject_from_name(name, rx), "train", ""))
     if not rows:
@@ -133,17 +186,44 @@ def load_folders(root, subject_regex=None) -> pd.DataFrame:
         hint = (
             f"found {len(loose)} images directly in it; move them into one sub-folder per class"
             if loose
-            else "put the images in one sub-folder per class, e.g. all/ and hem/"
+            else f"put the images ({_ACCEPTED}) in one sub-folder per class, e.g. all/ and hem/"
         )
         raise DatasetError(f"{root}: no images found in class folders; {hint}")
     return _frame(rows)
 
 
+def _fold_dirs(root: str) -> Tuple[List[str], List[str]]:
+    """Names of the sub-folders of ``root`` that are / are not ``fold_<n>`` folders."""
+    names = [e.name for e in _subdirs(root)]
+    return [n for n in names if _FOLD_DIR.match(n)], [n for n in names if not _FOLD_DIR.match(n)]
+
+
+def _is_fold_root(root: str) -> bool:
+    """True when all sub-folders of ``root`` are ``fold_<n>`` (C-NMC ``training_data/`` itself)."""
+    folds, others = _fold_dirs(root)
+    return bool(folds) and not others
+
+
 def _find_cnmc_parts(root: str):
+    """Training, preliminary-test and final-test folders of a C-NMC root (None where absent).
+
+    ``root`` may be the release folder or its training folder itself (all of
+    whose sub-folders are ``fold_<n>``); then it is the training part.
+    """
     train = next((os.path.join(root, d) for d in _CNMC_TRAIN_DIRS if os.path.isdir(os.path.join(root, d))), None)
+    if train is None and _is_fold_root(root):
+        return root, None, None
     val = os.path.join(root, "validation_data")
     test = os.path.join(root, "testing_data")
     return train, (val if os.path.isdir(val) else None), (test if os.path.isdir(test) else None)
+
+
+def _nested_cnmc_root(root: str) -> Optional[str]:
+    """The sole sub-folder of ``root`` when it is a C-NMC root (``root`` is one level too high)."""
+    subs = _subdirs(root)
+    if len(subs) == 1 and _find_cnmc_parts(subs[0].path)[0] is not None:
+        return subs[0].path
+    return None
 
 
 def load_cnmc(root, subject_regex=None) -> pd.DataFrame:
@@ -152,18 +232,23 @@ def load_cnmc(root, subject_regex=None) -> pd.DataFrame:
     Training folds become ``split="train"`` with their ``fold``; the
     preliminary test set, labelled by its CSV, becomes ``"test"`` (subjects
     from the CSV's ``Patient_ID`` original names); the final test set is
-    ``"unlabeled"``.
+    ``"unlabeled"``. ``root`` may also be the training folder itself
+    (``training_data/``, whose sub-folders are all ``fold_<n>``).
     """
     root = _check_root(root)
     rx = _compile_subject_regex(subject_regex)
     train, val, test = _find_cnmc_parts(root)
     if train is None:
+        nested = _nested_cnmc_root(root)
+        if nested is not None:
+            raise DatasetError(f"{root}: the C-NMC release is one level down; pass {nested} instead")
         raise DatasetError(
-            f"{root}: not a C-NMC release (no training_data/ or C-NMC_training_data/ folder); "
+            f"{root}: not a C-NMC release (no training_data/, C-NMC_training_data/ or fold_* folders); "
             "use --layout folders for class sub-folders"
         )
+    seen = {k for k in map(_dir_key, (d for d in (root, train, val, test) if d)) if k is not None}
     rows = []
-    for p in _walk_images(train):
+    for p in _walk_images(train, seen):
         rel = _rel(p, root)
         parts = rel.split("/")
         fold = next((s for s in parts if s.lower().startswith("fold_")), "")
@@ -176,18 +261,21 @@ def load_cnmc(root, subject_regex=None) -> pd.DataFrame:
             continue  # not part of the class structure (a stray image)
         rows.append((p, rel, cls, subject_from_name(name, rx), "train", fold))
     if val is not None:
-        rows += _cnmc_prelim(root, val, rx)
+        rows += _cnmc_prelim(root, val, rx, seen)
     if test is not None:
-        for p in _walk_images(test):
+        for p in _walk_images(test, seen):
             rows.append((p, _rel(p, root), "", "", "unlabeled", ""))
     if not any(r[4] == "train" for r in rows):
-        raise DatasetError(f"{train}: no images in the C-NMC training folds (expected fold_*/all and fold_*/hem)")
+        raise DatasetError(
+            f"{train}: no images in the C-NMC training folds (expected fold_*/all and fold_*/hem); "
+            "for other class names write a CSV manifest"
+        )
     return _frame(rows)
 
 
-def _cnmc_prelim(root: str, val: str, rx) -> list:
+def _cnmc_prelim(root: str, val: str, rx, seen) -> list:
     csvs = sorted(Path(val).glob("*labels*.csv"))
-    images = list(_walk_images(val))
+    images = list(_walk_images(val, seen))
     if not images:
         return []
     if not csvs:
@@ -271,26 +359,95 @@ def _check_root(root) -> str:
     return root
 
 
+def _names(paths, k: int = 4) -> str:
+    """Comma-separated base names, the first ``k`` and a count of the rest."""
+    names = [os.path.basename(p) for p in paths]
+    more = f" and {len(names) - k} more" if len(names) > k else ""
+    return ", ".join(names[:k]) + more
+
+
+def _root_csvs(root: str) -> List[str]:
+    """Non-hidden ``.csv`` files directly in ``root``, sorted."""
+    with os.scandir(root) as it:
+        named = [e for e in it if not e.name.startswith(".") and e.name.lower().endswith(".csv")]
+    return sorted(e.path for e in named if os.path.isfile(e.path))  # isfile: False for looping links
+
+
+def _csv_header(path: str) -> List[str]:
+    """Lower-cased column names of a CSV's first line; ``[]`` when unreadable."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
+            first = next(csv.reader(fh), [])
+    except (OSError, csv.Error):
+        return []
+    return [c.strip().lower() for c in first]
+
+
+def _manifests_in(root: str) -> List[str]:
+    """CSV files directly in ``root`` whose header has ``path`` and ``label`` columns."""
+    return [c for c in _root_csvs(root) if {"path", "label"} <= set(_csv_header(c))]
+
+
 def detect_layout(data) -> str:
-    """Guess the layout of ``data``: ``"manifest"``, ``"cnmc"`` or ``"folders"``."""
+    """Guess the layout of ``data``: ``"manifest"``, ``"cnmc"`` or ``"folders"``.
+
+    In order: a ``.csv`` file is a manifest; a folder is C-NMC when it holds
+    ``training_data/`` (or ``C-NMC_training_data/``) or when all its
+    sub-folders are ``fold_<n>``; a manifest when it holds exactly one CSV
+    whose header has ``path`` and ``label``; else class folders. Folders one
+    level above a C-NMC release, with no images or with several manifests
+    raise :class:`DatasetError`.
+    """
     p = Path(data)
     if p.is_file():
         if p.suffix.lower() == ".csv":
             return "manifest"
         raise DatasetError(f"{p}: a file that is not a .csv manifest; pass an image folder or a CSV manifest")
     root = _check_root(p)
+    # 1. C-NMC: the release folder, or its training folder (all sub-folders fold_<n>)
     if _find_cnmc_parts(root)[0] is not None:
         return "cnmc"
-    with os.scandir(root) as it:
-        entries = list(it)
-    if any(e.is_dir() and not e.name.startswith(".") for e in entries):
+    # 2. a CSV manifest (header with path and label) in the folder, even beside image folders
+    manifests = _manifests_in(root)
+    if len(manifests) > 1:
+        raise DatasetError(
+            f"{root}: several CSV manifests ({_names(manifests)}); pass the one to use, "
+            f"e.g. {manifests[0]}, or --layout folders to ignore them"
+        )
+    if manifests:
+        return "manifest"
+    # 3. class folders
+    folds, others = _fold_dirs(root)
+    if folds or others:
+        nested = _nested_cnmc_root(root)
+        if nested is not None:
+            raise DatasetError(
+                f"{root}: holds only the C-NMC release folder {os.path.basename(nested)}/; pass {nested} instead"
+            )
+        if folds:
+            raise DatasetError(
+                f"{root}: sub-folders mix C-NMC folds ({_names(folds)}) with other folders ({_names(others)}); "
+                "pass a folder whose sub-folders are all fold_<n>, or all class folders"
+            )
         return "folders"
-    csvs = [e.path for e in entries if e.name.lower().endswith(".csv")]
+    # 4. no sub-folders: a lone CSV is the manifest (load_manifest names missing columns)
+    csvs = _root_csvs(root)
     if len(csvs) == 1:
         return "manifest"
+    loose = [e for e in os.listdir(root) if is_image_file(e)]
+    if loose:
+        raise DatasetError(
+            f"{root}: {len(loose)} images lie directly in the folder; move them into one sub-folder per class "
+            "(e.g. all/ and hem/) or list them in a CSV manifest with columns path,label"
+        )
+    if csvs:
+        raise DatasetError(
+            f"{root}: no images and no class sub-folders, and none of its {len(csvs)} CSV files has columns "
+            "path,label; pass the CSV manifest itself"
+        )
     raise DatasetError(
-        f"{root}: unknown layout (no class sub-folders, no C-NMC training_data/, no single CSV manifest); "
-        "arrange images as <root>/<class>/<image> or pass a CSV manifest with --layout manifest"
+        f"{root}: the folder holds no images ({_ACCEPTED}); put them in one sub-folder per class, "
+        "e.g. all/ and hem/, or pass a CSV manifest"
     )
 
 
@@ -302,10 +459,12 @@ def discover(data, layout: str = "auto", subject_regex=None, require_labels: boo
     data : str or Path
         A dataset folder, or a CSV manifest.
     layout : {"auto", "folders", "cnmc", "manifest"}
+        ``"auto"`` picks one with :func:`detect_layout`.
     subject_regex : str, optional
         Regex with a capturing group (or ``(?P<subject>...)``) that takes the
-        subject id out of each file name; by default names that follow the
-        C-NMC pattern ``UID_<subject>_...`` give their subject.
+        subject id out of each file name; names it does not match, and all
+        names by default, give their subject by the C-NMC pattern
+        ``UID_<subject>_...`` (else ``""``).
     require_labels : bool
         Check there are at least two classes among the labeled images.
 
@@ -325,10 +484,14 @@ def discover(data, layout: str = "auto", subject_regex=None, require_labels: boo
     if layout == "manifest":
         p = Path(data)
         if p.is_dir():
-            csvs = sorted(p.glob("*.csv"))
-            if len(csvs) != 1:
-                raise DatasetError(f"{p}: expected exactly one .csv manifest in the folder, found {len(csvs)}; pass the CSV itself")
-            p = csvs[0]
+            manifests, csvs = _manifests_in(str(p)), _root_csvs(str(p))
+            if len(manifests) == 1 or (not manifests and len(csvs) == 1):
+                p = Path((manifests or csvs)[0])
+            else:
+                raise DatasetError(
+                    f"{p}: expected one CSV manifest (columns path,label) in the folder, found {len(manifests)} "
+                    f"among {len(csvs)} CSV files; pass the CSV itself"
+                )
         df = load_manifest(p, subject_regex)
         root = str(p.resolve().parent)
     elif layout == "cnmc":

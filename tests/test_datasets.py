@@ -10,7 +10,7 @@ from PIL import Image
 from leukbench import datasets
 from leukbench.datasets import DatasetError, discover
 
-from .conftest import CNMC_SUBSET, PBC_SUBSET, make_cnmc_folders, needs_cnmc, needs_pbc
+from .conftest import CNMC_SUBSET, PBC_SUBSET, make_cnmc_folders, make_cnmc_release, needs_cnmc, needs_pbc
 
 
 def test_folders_layout_keeps_cnmc_subjects_and_ignores_non_images(cnmc_folders):
@@ -56,6 +56,52 @@ def test_tcia_training_folder_name(tmp_path):
     assert df.attrs["layout"] == "cnmc" and set(df.fold) == {"fold_0"}
 
 
+@pytest.mark.parametrize("train_dir", ["training_data", "C-NMC_training_data"])
+def test_pointing_at_the_training_folds_reads_them_as_cnmc(tmp_path, train_dir):
+    root = make_cnmc_release(tmp_path / "C-NMC_Leukemia")
+    if train_dir != "training_data":
+        (root / "training_data").rename(root / train_dir)
+    df = discover(root / train_dir)
+    assert df.attrs["layout"] == "cnmc"
+    assert len(df) == 12 and (df.split == "train").all()
+    assert set(df.label) == {"all", "hem"}  # not fold_0/fold_1/fold_2
+    assert (df.label == np.where(df.subject.str.startswith("H"), "hem", "all")).all()
+    assert set(df.fold) == {"fold_0", "fold_1", "fold_2"}
+    assert df.set_index("id").loc["fold_1/hem/UID_H2_1_1_hem.bmp", "fold"] == "fold_1"
+
+
+def test_folder_above_the_release_or_mixed_folds_is_refused(cnmc_release):
+    above = cnmc_release.parent
+    for layout in ("auto", "cnmc"):
+        with pytest.raises(DatasetError, match=rf"{above}: .*; pass {cnmc_release} instead$"):
+            discover(above, layout=layout)
+    make_cnmc_folders(cnmc_release / "training_data" / "extra")
+    with pytest.raises(DatasetError, match=r"mix C-NMC folds \(fold_0, fold_1, fold_2\) with other folders \(extra\)"):
+        discover(cnmc_release / "training_data")
+
+
+def test_manifest_beside_image_folders_is_used(tmp_path, cnmc_release):
+    root = tmp_path / "m"
+    (root / "images").mkdir(parents=True)
+    for name in ("a.png", "b.png", "c.png"):
+        Image.new("RGB", (4, 4)).save(root / "images" / name)
+    (root / "notes.csv").write_text("file,comment\na.png,blurry\n")  # no path,label: not a manifest
+    (root / "manifest.csv").write_text("path,label,subject\nimages/a.png,all,P1\nimages/b.png,hem,P2\n")
+    for layout in ("auto", "manifest"):
+        df = discover(root, layout=layout)
+        assert df.attrs["layout"] == "manifest"
+        assert dict(zip(df.id, df.label)) == {"images/a.png": "all", "images/b.png": "hem"}
+        assert list(df.subject) == ["P1", "P2"]
+    (root / "more.csv").write_text("Path,Label\nimages/c.png,all\n")
+    with pytest.raises(DatasetError, match=r"several CSV manifests \(manifest.csv, more.csv\); pass the one"):
+        discover(root)
+    with pytest.raises(DatasetError, match="found 2 among 3 CSV files; pass the CSV itself"):
+        discover(root, layout="manifest")
+    # the C-NMC layout still wins: its labels CSV lies deeper, and a manifest at its root is not used
+    (cnmc_release / "extra.csv").write_text("path,label\ntraining_data/fold_0/all/UID_1_1_1_all.bmp,all\n")
+    assert discover(cnmc_release).attrs["layout"] == "cnmc"
+
+
 def test_manifest_layout_and_errors(cnmc_folders):
     man = cnmc_folders / "manifest.csv"
     man.write_text(
@@ -90,6 +136,16 @@ def test_subject_regex(tmp_path):
             Image.new("RGB", (4, 4)).save(root / cls / f"{p}-img{cls}.png")
     df = discover(root, subject_regex=r"^(P\d+)-")
     assert sorted(set(df.subject)) == ["P01", "P02"]
+    # a name the regex misses falls back to the C-NMC pattern, else gives no subject
+    Image.new("RGB", (4, 4)).save(root / "a" / "UID_7_1_1_all.png")
+    Image.new("RGB", (4, 4)).save(root / "b" / "other.png")
+    d = discover(root, subject_regex=r"^(P\d+)-").set_index("id")
+    assert d.loc["a/UID_7_1_1_all.png", "subject"] == "7" and d.loc["b/other.png", "subject"] == ""
+    # an optional group that takes no part gives "", not None
+    for rx in (r"^(?:(P\d+)-)?", r"^(?:(?P<subject>P\d+)-)?"):
+        d = discover(root, subject_regex=rx).set_index("id")
+        assert d.loc["a/P01-imga.png", "subject"] == "P01"
+        assert d.loc["b/other.png", "subject"] == "" and d.loc["a/UID_7_1_1_all.png", "subject"] == ""
     with pytest.raises(DatasetError, match="no capturing group"):
         discover(root, subject_regex=r"P\d+")
     with pytest.raises(DatasetError, match="not a valid regex"):
@@ -100,7 +156,9 @@ def test_subject_regex(tmp_path):
     "setup, message",
     [
         (lambda r: None, "no such folder"),
-        (lambda r: r.mkdir(), "unknown layout"),
+        (lambda r: r.mkdir(), r"data: the folder holds no images \(.bmp, .gif"),
+        (lambda r: (r.mkdir(), (r / "README.md").write_text("x")), "the folder holds no images"),
+        (lambda r: (r.mkdir(), Image.new("RGB", (4, 4)).save(r / "a.png")), "1 images lie directly in the folder"),
         (lambda r: (r / "all").mkdir(parents=True), "no images found in class folders"),
         (lambda r: make_cnmc_folders(r, {"all": ["1", "2"]}), "only class 'all'"),
     ],
@@ -111,6 +169,23 @@ def test_one_line_errors_name_the_path(tmp_path, setup, message):
     with pytest.raises(DatasetError, match=message) as err:
         discover(root)
     assert str(root) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_symlink_loops_are_skipped_and_linked_folders_followed(tmp_path, cnmc_folders, cnmc_release):
+    (cnmc_folders / "all" / "up").symlink_to("..")  # a loop back to the root
+    (cnmc_folders / "all" / "self").symlink_to("self")  # a link to itself
+    (cnmc_folders / "all" / "to_hem").symlink_to("../hem")  # hem is walked as its own class
+    outside = make_cnmc_folders(tmp_path / "outside", {"all": ["8"]}, per_subject=2)
+    (cnmc_folders / "all" / "linked").symlink_to(outside / "all")  # seen once: followed
+    (outside / "all" / "loop").symlink_to(cnmc_folders / "all")
+    df = discover(cnmc_folders)
+    assert len(df) == 20 and df.path.is_unique
+    assert (df.label == np.where(df.subject.str.startswith("H"), "hem", "all")).all()
+    assert sorted(df.loc[df.subject == "8", "id"]) == ["all/linked/UID_8_1_1_all.bmp", "all/linked/UID_8_2_1_all.bmp"]
+
+    (cnmc_release / "training_data" / "fold_0" / "all" / "back").symlink_to("../../..")
+    df = discover(cnmc_release)
+    assert len(df) == 17 and df.path.is_unique
 
 
 def test_bundled_sample_supports_subject_aware_5_fold():
