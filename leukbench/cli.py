@@ -28,7 +28,8 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
                    help="imagenet | none (random init) | path to a weights file (default: imagenet)")
     p.add_argument("--segment", action="store_true", help="segment and crop the cell first")
     p.add_argument("--grayscale", action="store_true", help="convert images to grayscale first")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
+    p.add_argument("--device", default="auto", metavar="D",
+                   help="auto (CUDA when available, else CPU) | cpu | cuda | cuda:N | mps (default: auto)")
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default: 32)")
     p.add_argument("--num-workers", type=int, default=None, metavar="N",
                    help="decoding processes (default: by core count)")

@@ -393,6 +393,17 @@ def test_devices():
         resolve_device("tpu")
 
 
+def test_cuda_float16_features_have_their_own_cache(monkeypatch):
+    """Autocast features never share a cache (or a matrix) with float32 CPU features."""
+    cpu = DeepExtractor("resnet50", weights="none", device="cpu")
+    monkeypatch.setattr(deep, "resolve_device", lambda device="auto": "cuda")  # as on a GPU machine
+    gpu = DeepExtractor("resnet50", weights="none", device="auto")
+    assert dict(gpu.config.options)["precision"] == "float16-autocast"
+    assert "precision" not in dict(cpu.config.options)
+    assert gpu.config.cache_key() != cpu.config.cache_key()
+    assert "float16 autocast on CUDA" in gpu.describe() and "float16" not in cpu.describe()
+
+
 def test_extractor_pickles_without_model(lite0, cat):
     item = lite0.prepare(cat)
     expected = lite0.compute([item])

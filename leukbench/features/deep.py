@@ -777,6 +777,10 @@ class DeepExtractor(Extractor):
         options = list(self.preprocessing.options())
         if self._spec.family != "torchvision":
             options.append(("arch", f"timm:{self._spec.arch}"))
+        if self.device.startswith("cuda"):
+            # float16 autocast gives features that differ from float32 in the third
+            # decimal: a separate cache, never rows of both kinds in one matrix
+            options.append(("precision", "float16-autocast"))
         self.config = ExtractorConfig(
             name=name,
             kind="deep",
@@ -827,7 +831,8 @@ class DeepExtractor(Extractor):
     def describe(self) -> str:
         c = self.config
         w = f"random init (seed={self.seed}), not pretrained" if self.is_random_init else c.weights_id
-        extra = [e for e, on in (("segmented", c.segment), ("grayscale", c.grayscale)) if on]
+        extra = [e for e, on in (("segmented", c.segment), ("grayscale", c.grayscale),
+                                 ("float16 autocast on CUDA", self.device.startswith("cuda"))) if on]
         tail = f", {', '.join(extra)}" if extra else ""
         return f"{c.name} (weights: {w}, input {c.input_size}px{tail})"
 
