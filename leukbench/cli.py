@@ -32,7 +32,8 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
                    help="auto (CUDA when available, else CPU) | cpu | cuda | cuda:N | mps (default: auto)")
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default: 32)")
     p.add_argument("--num-workers", type=int, default=None, metavar="N",
-                   help="decoding processes (default: by core count)")
+                   help="decoding workers: threads between the batches of a network on the CPU, "
+                        "processes beside a GPU or for handcrafted features (default: by core count)")
     p.add_argument("--cache-dir", default=None, metavar="DIR",
                    help="feature cache (default: $LEUKBENCH_CACHE_DIR or ~/.cache/leukbench)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")

@@ -159,11 +159,48 @@ def _collate(batch):
 
 
 def default_num_workers(extractor: Extractor) -> int:
-    """Worker processes for decoding: all cores for handcrafted, cores-1 for deep nets."""
+    """Decoding workers: all cores when batches alternate with the network
+    (threads) or for handcrafted features; cores-1 (at most 8) processes
+    beside a GPU."""
     n = os.cpu_count() or 1
-    if extractor.config.kind == "handcrafted":
+    if extractor.config.kind == "handcrafted" or getattr(extractor, "feed", "overlap") == "alternate":
         return n
     return max(1, min(n - 1, 8))
+
+
+def _overlapped_batches(ds, extractor: Extractor, num_workers: int):
+    """Batches decoded by worker processes while the caller computes (DataLoader)."""
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(
+        ds,
+        batch_size=extractor.batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_collate,
+        prefetch_factor=4 if num_workers else None,
+        persistent_workers=False,
+    )
+    yield from loader
+
+
+def _alternating_batches(ds, extractor: Extractor, num_workers: int):
+    """Batches decoded by a thread pool, one at a time, between ``compute`` calls.
+
+    Decoding, resizing and hashing release the GIL (PIL, hashlib, NumPy), so
+    threads use every core for them; nothing decodes while the network runs,
+    so the network's threads never wait on a core taken by a decoder.
+    """
+    n, bs = len(ds), extractor.batch_size
+    if num_workers <= 1:
+        for start in range(0, n, bs):
+            yield [ds[i] for i in range(start, min(start + bs, n))]
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(num_workers, thread_name_prefix="leukbench-decode") as pool:
+        for start in range(0, n, bs):
+            yield list(pool.map(ds.__getitem__, range(start, min(start + bs, n))))
 
 
 def run_extractor(
@@ -187,13 +224,14 @@ def run_extractor(
     extractor : Extractor
     cache_dir : path
     num_workers : int, optional
-        Decoding processes; 0 decodes in the main process.
+        Decoding workers: threads for an extractor whose ``feed`` is
+        ``"alternate"`` (a network on the CPU), processes otherwise; 0 decodes
+        in the main thread.
     chunk_size : int
         Images per cache chunk (what an interruption may lose at most).
     progress : bool
         Show a progress bar on stderr.
     """
-    from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
@@ -209,15 +247,10 @@ def run_extractor(
             num_workers = default_num_workers(extractor)
         num_workers = min(num_workers, max(0, len(todo) // 8))
         ds = _ImageDataset([paths[i] for i in todo], extractor, extractor.config.segment, extractor.config.grayscale)
-        loader = DataLoader(
-            ds,
-            batch_size=extractor.batch_size,
-            shuffle=False,
-            num_workers=num_workers,
-            collate_fn=_collate,
-            prefetch_factor=4 if num_workers else None,
-            persistent_workers=False,
-        )
+        if getattr(extractor, "feed", "overlap") == "alternate":
+            loader = _alternating_batches(ds, extractor, num_workers)
+        else:
+            loader = _overlapped_batches(ds, extractor, num_workers)
         buf: Dict[str, list] = {k: [] for k in ("ids", "sizes", "mtimes", "ph", "dh", "fb", "X")}
 
         def flush():

@@ -638,7 +638,7 @@ def plot_metric_bars(result, metric: str = "Balanced Accuracy", ax=None):
     color_of = {f: f"C{i % 10}" for i, f in enumerate(fsets)}
     n = len(t)
     if ax is None:
-        fig = _new_figure((7.5, max(2.5, 0.32 * n + 1.3)))
+        fig = _new_figure((9.0, max(2.8, 0.32 * n + 1.6)))
         ax = fig.subplots()
     else:
         fig = ax.figure
@@ -659,14 +659,15 @@ def plot_metric_bars(result, metric: str = "Balanced Accuracy", ax=None):
             ax.barh(yi, v, xerr=None if _isnan(s) else s, color=color_of[f],
                     error_kw={"capsize": 3, "elinewidth": 1}, height=0.7)
             txt = _mean_std(v, s, 2 if not unit else 3)
-            ax.text(v + (0 if _isnan(s) else s) + 0.01 * span, yi, txt, va="center", fontsize=7)
+            ax.text(v + (0 if _isnan(s) else s) + 0.015 * span, yi, txt, va="center", fontsize=7,
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5, "alpha": 0.8})
         else:
             label = "n/a" if _is_ok(st) else _short_status(st)
             ax.text(lo + 0.01 * span, yi, label, va="center", fontsize=7, color="0.4",
                     style="italic")
     ax.set_yticks(y)
     ax.set_yticklabels(labels, fontsize=8)
-    ax.set_xlim(lo, hi + 0.28 * span)
+    ax.set_xlim(lo, hi + 0.3 * span)
     ax.set_xticks([x for x in ax.get_xticks() if lo - 1e-9 <= x <= hi + 1e-9])
     ax.set_xlabel(f"{metric} (s)" if not unit else metric)
     ax.set_title(f"{metric}: mean ± std over folds", fontsize=10)
@@ -674,9 +675,14 @@ def plot_metric_bars(result, metric: str = "Balanced Accuracy", ax=None):
     if len(fsets) > 1:
         from matplotlib.patches import Patch
 
-        ax.legend(handles=[Patch(color=color_of[f], label=f) for f in fsets], fontsize=7,
-                  loc="upper left", bbox_to_anchor=(1.01, 1.0), title="feature set",
-                  title_fontsize=7)
+        # below the plot: beside it the legend would squeeze the bars between long labels
+        handles = [Patch(color=color_of[f], label=f) for f in fsets]
+        kw = {"fontsize": 7, "ncol": min(len(fsets), 3), "title": "feature set", "title_fontsize": 7,
+              "frameon": False}
+        if fig.get_layout_engine() is not None and ax is fig.axes[0] and len(fig.axes) == 1:
+            fig.legend(handles=handles, loc="outside lower center", **kw)
+        else:  # a caller's axes: keep the legend inside them
+            ax.legend(handles=handles, loc="lower right", **kw)
     return fig
 
 

@@ -45,6 +45,19 @@ def _chanstats(*, segment=False, grayscale=False, **_):
     return ChannelStats(segment=segment, grayscale=grayscale)
 
 
+class AlternatingChannelStats(ChannelStats):
+    """The same features fed like a CPU network: batches decoded by threads, in turn."""
+
+    feed = "alternate"
+
+
+@register_extractor("chanstats_alt")
+def _chanstats_alt(*, segment=False, grayscale=False, **_):
+    ex = AlternatingChannelStats(segment=segment, grayscale=grayscale)
+    ex.config = ExtractorConfig(name="chanstats_alt", kind="deep", segment=segment, grayscale=grayscale)
+    return ex
+
+
 def run(data, cache, **kw):
     kw.setdefault("progress", False)
     kw.setdefault("num_workers", 0)
@@ -236,3 +249,27 @@ def test_feature_set_save_and_load_round_trip(cnmc_folders, tmp_path, capsys):
     (tmp_path / "other.parquet").write_bytes(b"")
     with pytest.raises(ValueError, match="other.parquet: not a readable Parquet file"):
         type(fs).load(tmp_path / "other.parquet")
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_alternating_feed_gives_the_same_matrix_and_skips(cnmc_folders, tmp_path, workers):
+    """Threads between batches (CPU networks) give what worker processes give, skips included."""
+    (cnmc_folders / "hem" / "UID_H1_9_1_hem.png").write_text("not a png")
+    over, (s1,) = run(cnmc_folders, tmp_path / "a", num_workers=2)
+    alt, (s2,) = extract(cnmc_folders, "chanstats_alt", cache_dir=tmp_path / "b", num_workers=workers,
+                         progress=False, return_summaries=True)
+    np.testing.assert_array_equal(alt.X, over.X)
+    assert alt.ids.tolist() == over.ids.tolist() and alt.pixel_hashes.tolist() == over.pixel_hashes.tolist()
+    assert s2.skipped[["id", "kind"]].values.tolist() == s1.skipped[["id", "kind"]].values.tolist()
+    assert s2.n_extracted == 18
+
+
+def test_cpu_networks_alternate_and_gpu_overlaps(monkeypatch):
+    from leukbench.features import deep
+    from leukbench.extraction import default_num_workers
+
+    cpu = deep.DeepExtractor("resnet50", weights="none", device="cpu")
+    assert cpu.feed == "alternate" and default_num_workers(cpu) == (os.cpu_count() or 1)
+    monkeypatch.setattr(deep, "resolve_device", lambda device="auto": "cuda")
+    gpu = deep.DeepExtractor("resnet50", weights="none")
+    assert gpu.feed == "overlap" and default_num_workers(gpu) == max(1, min((os.cpu_count() or 1) - 1, 8))

@@ -108,6 +108,14 @@ class Extractor:
     #: Suggested number of items per ``compute`` call.
     batch_size: int = 32
 
+    #: How images reach ``compute``: ``"overlap"`` decodes and prepares them in
+    #: worker processes while ``compute`` runs (right when ``compute`` is cheap
+    #: or runs on a GPU); ``"alternate"`` prepares each batch with a pool of
+    #: threads and then runs ``compute`` with every core to itself (right for a
+    #: network on the CPU, whose threads lose far more to a decoding process
+    #: competing for their cores than decoding costs).
+    feed: str = "overlap"
+
     def describe(self) -> str:
         """One line for reports, e.g. ``resnet50 (weights: random init)``."""
         c = self.config

@@ -807,6 +807,11 @@ class DeepExtractor(Extractor):
 
     # -- metadata -----------------------------------------------------------
     @property
+    def feed(self) -> str:
+        """``"overlap"`` on CUDA (CPU decoding beside the GPU), else ``"alternate"``."""
+        return "overlap" if self.device.startswith("cuda") else "alternate"
+
+    @property
     def n_features(self) -> int:
         if not self._n_features:
             if self._model is not None:
