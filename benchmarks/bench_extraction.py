@@ -214,8 +214,11 @@ def variant_decode(root: Path, backbone: str, weights: str, limit: int) -> dict:
 
 
 def _extract(root: Path, features: str, weights: str, limit: int) -> dict:
+    import timm  # noqa: F401 - torch, torchvision and timm are imported before timing,
+    import torchvision  # noqa: F401 - as in the other variants (naive imports them first too)
+
     import leukbench
-    import leukbench.features.deep  # noqa: F401 - torch/timm imported before timing, as in the other variants
+    import leukbench.features.deep  # noqa: F401
 
     table = _images(root, limit)
     with tempfile.TemporaryDirectory() as cache:
