@@ -166,8 +166,7 @@ class FeatureCache:
         row = idx["_row"].to_numpy(dtype=np.int64)
         for c in np.unique(chunk):
             where = np.flatnonzero(chunk == c)
-            block = pd.read_parquet(self._files[c], columns=self.feature_names).to_numpy(dtype=np.float32)
-            out[where] = block[row[where]]
+            out[where] = _read_features(self._files[c], self.feature_names)[row[where]]
         return out
 
     def table(self) -> pd.DataFrame:
@@ -194,22 +193,26 @@ class FeatureCache:
         X = np.asarray(X, dtype=np.float32)
         if X.shape != (len(ids), len(self.feature_names)):
             raise ValueError(f"chunk has shape {X.shape}, expected ({len(ids)}, {len(self.feature_names)})")
-        meta = pd.DataFrame(
-            {
-                "id": pd.Series(list(ids), dtype=object),
-                "size": np.asarray(list(sizes), dtype=np.int64),
-                "mtime_ns": np.asarray(list(mtimes), dtype=np.int64),
-                "pixel_hash": pd.Series(list(pixel_hashes), dtype=object),
-                "dhash": pd.Series(list(dhashes), dtype=object),
-                "seg_fallback": np.asarray(list(seg_fallback), dtype=bool),
-            }
-        )
-        feats = pd.DataFrame(X, columns=self.feature_names)
-        frame = pd.concat([meta, feats], axis=1)
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        # built column by column in Arrow: a DataFrame of 2,048 feature columns
+        # costs more to convert than the features cost to compute
+        columns = [
+            pa.array([str(i) for i in ids], type=pa.string()),
+            pa.array(np.asarray(list(sizes), dtype=np.int64)),
+            pa.array(np.asarray(list(mtimes), dtype=np.int64)),
+            pa.array([None if h is None else str(h) for h in pixel_hashes], type=pa.string()),
+            pa.array([None if h is None else str(h) for h in dhashes], type=pa.string()),
+            pa.array(np.asarray(list(seg_fallback), dtype=bool)),
+        ]
+        XT = np.ascontiguousarray(X.T)
+        columns += [pa.array(XT[j]) for j in range(XT.shape[0])]
+        table = pa.Table.from_arrays(columns, names=META_COLUMNS + self.feature_names)
         name = f"chunk-{time.time_ns():020d}-{uuid.uuid4().hex[:6]}.parquet"
         final = self.path / name
         tmp = self.path / f".tmp-{name}"
-        frame.to_parquet(tmp, index=False)
+        pq.write_table(table, tmp)
         os.replace(tmp, final)
         self._index = None
         return final
@@ -226,6 +229,17 @@ class FeatureCache:
 
     def describe(self) -> Dict[str, object]:
         return {"path": str(self.path), "chunks": len(self.chunk_files()), "bytes": self.size_bytes()}
+
+
+def _read_features(path: Path, names: List[str]) -> np.ndarray:
+    """The feature columns of one chunk as a float32 ``(rows, features)`` array."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, columns=names)
+    out = np.empty((table.num_rows, len(names)), dtype=np.float32)
+    for j, col in enumerate(table.columns):
+        out[:, j] = col.to_numpy()
+    return out
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:

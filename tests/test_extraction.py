@@ -227,10 +227,22 @@ def test_cache_checks_and_assembles_without_loading_every_column(tmp_path, monke
     assert mask.tolist() == [True, True, True, True, False]
     assert reads and all(cols is not None and not any(c.startswith("wide.") for c in cols) for cols in reads)
 
-    reads.clear()
+    import leukbench.cache as cache_module
+
+    chunk_reads = []
+    real_features = cache_module._read_features
+
+    def spy_features(path, cols):
+        chunk_reads.append(list(cols))
+        return real_features(path, cols)
+
+    monkeypatch.setattr(cache_module, "_read_features", spy_features)
     X = fresh.matrix(want)
     np.testing.assert_array_equal(X, np.stack([truth[i] for i in want]))  # newest chunk wins for img1, img3
-    assert len(reads) == 3 and all(cols == names for cols in reads)  # one read per chunk touched
+    assert chunk_reads == [names] * 3  # one read per chunk touched, feature columns only
+    full = fresh.table()
+    np.testing.assert_array_equal(full.loc[want, names].to_numpy(), X)
+    assert full.loc["img1.png", "pixel_hash"] == "p" and full.loc["img1.png", "size"] == 10
 
 
 def test_feature_set_save_and_load_round_trip(cnmc_folders, tmp_path, capsys):
