@@ -737,7 +737,12 @@ def plot_roc_curves(result, top: int = 3, ax=None):
     else:
         title = "ROC, micro-average one-vs-rest\n(pooled over folds; AUC mean ± std over folds)"
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    if fig.get_layout_engine() is not None and len(fig.axes) == 1:
+        # below the plot: inside, long labels would hide the curves' steep start
+        fig.set_size_inches(5.6, 5.0 + 0.18 * (drawn + 1))
+        fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="outside lower center", frameon=False)
+    else:  # a caller's axes
+        ax.legend(fontsize=7, loc="lower right")
     return fig
 
 
