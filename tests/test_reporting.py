@@ -265,7 +265,8 @@ def test_roc_uses_scores_not_hard_labels():
     # hard labels would have given an AUC below 1
     assert (r.predictions["y_pred"] != r.predictions["y_true"]).any()
     fig = reporting.plot_roc_curves(r, top=3)
-    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert fig.axes[0].get_legend() is None  # the legend is the figure's, below the curves
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
     assert any("AUC 1.000" in t for t in texts), texts
 
 
