@@ -165,7 +165,7 @@ def cmd_compare(args) -> int:
     )
     result.save(out, feature_sets=sets)
     print()
-    print(markdown_summary(result))
+    print(markdown_summary(result).rstrip("\n"))
     print(f"\nresults: {out}/ (report.html, table.md, table.csv, folds.csv, predictions.csv, run.json)")
     return EXIT_OK
 
