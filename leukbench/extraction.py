@@ -95,8 +95,13 @@ def parse_feature_spec(spec: Union[str, Sequence[str], None]) -> List[List[str]]
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     sets = []
     for item in items:
-        parts = [p.strip() for p in str(item).split("+") if p.strip()]
-        if parts and parts not in sets:
+        if not str(item).strip():
+            continue
+        parts = [p.strip() for p in str(item).split("+")]
+        if not all(parts):
+            raise ValueError(f"feature set {str(item).strip()!r} has an empty name; "
+                             "write a+b to combine two extractors")
+        if parts not in sets:
             sets.append(parts)
     if not sets:
         raise ValueError(f"no feature extractor named in {spec!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
@@ -388,7 +389,7 @@ def test_cli_checks_compare_options_before_extracting(tmp_path, capsys, monkeypa
         out, err = capsys.readouterr()
         assert code == 2 and message in err and "Traceback" not in err
         assert "images found" not in out  # nothing was extracted first
-    monkeypatch.setitem(__import__("sys").modules, "lazypredict", None)  # not installed
+    monkeypatch.setitem(sys.modules, "lazypredict", None)  # not installed
     code = cli.main(["compare", str(tmp_path / "nowhere"), "--battery", "all", "-q"])
     err = capsys.readouterr().err
     assert code == 2 and "needs lazypredict" in err and "Traceback" not in err

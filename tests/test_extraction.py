@@ -68,6 +68,9 @@ def test_parse_feature_spec():
     assert parse_feature_spec("a,b,a+b") == [["a"], ["b"], ["a", "b"]]
     assert parse_feature_spec(None) == [["efficientnet_lite0"]]
     assert parse_feature_spec(["a", "a"]) == [["a"]]
+    assert parse_feature_spec("a, b ,") == [["a"], ["b"]]
+    with pytest.raises(ValueError, match=r"'handcrafted\+' has an empty name"):
+        parse_feature_spec("handcrafted+")
 
 
 def test_featureset_from_folder(cnmc_folders, tmp_path):
