@@ -31,7 +31,8 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grayscale", action="store_true", help="convert images to grayscale first")
     p.add_argument("--device", default="auto", metavar="D",
                    help="auto (CUDA when available, else CPU) | cpu | cuda | cuda:N | mps (default: auto)")
-    p.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per network batch (deep backbones; default: 32)")
+    p.add_argument("--batch-size", type=int, default=32, metavar="N",
+                   help="images per network batch (deep backbones; default: 32)")
     p.add_argument("--num-workers", type=int, default=None, metavar="N",
                    help="decoding workers: threads between the batches of a network on the CPU, "
                         "processes beside a GPU or for handcrafted features (default: by core count)")
