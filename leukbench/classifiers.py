@@ -11,7 +11,7 @@ classifiers through leukbench's evaluation instead.
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Sequence, Union
 
 __all__ = [
     "BATTERY_VERSION",
@@ -161,8 +161,8 @@ DEFAULT_BATTERY = (
     "ExtraTreesClassifier", "HistGradientBoostingClassifier", "GaussianNB",
 )
 
-for _name, _factory in zip(DEFAULT_BATTERY, (_svc, _xgb, _lda, _ridge_cv, _ridge, _logreg, _linear_svc,
-                                              _knn, _rf, _et, _hgb, _gnb)):
+_FACTORIES = (_svc, _xgb, _lda, _ridge_cv, _ridge, _logreg, _linear_svc, _knn, _rf, _et, _hgb, _gnb)
+for _name, _factory in zip(DEFAULT_BATTERY, _FACTORIES):
     register_classifier(_name, _factory)
 
 
@@ -291,4 +291,3 @@ def describe_pipeline(name: str) -> str:
     if steps:
         return " -> ".join(type(s).__name__ for _, s in steps)
     return type(est).__name__
-

@@ -315,7 +315,9 @@ def load_manifest(csv_path, subject_regex=None) -> pd.DataFrame:
     try:
         man = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     except Exception as exc:  # noqa: BLE001
-        raise DatasetError(f"{csv_path}: cannot read the manifest ({exc}); it must be a CSV with a header row") from None
+        raise DatasetError(
+            f"{csv_path}: cannot read the manifest ({exc}); it must be a CSV with a header row"
+        ) from None
     man.columns = [c.strip().lower() for c in man.columns]
     missing = {"path", "label"} - set(man.columns)
     if missing:

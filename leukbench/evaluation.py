@@ -843,7 +843,8 @@ def _audit_sentence(report, merged: bool, scheme: str) -> str:
         how = (f"the subjects involved were merged into {len(report.merged_subjects)} group(s)"
                if report.merged_subjects else "they were grouped together")
         return f" The {found}; {how}, so a cell and its copy are never on both sides of a fold."
-    return f" Warning: the {found} that were not merged (keep-duplicates); copies of a cell may be on both sides of a fold."
+    return (f" Warning: the {found} that were not merged (keep-duplicates); "
+            "copies of a cell may be on both sides of a fold.")
 
 
 def _default_positive(classes: List[str]) -> Optional[str]:

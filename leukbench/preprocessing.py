@@ -372,8 +372,6 @@ def locate_cell(
     CellLocation
         Low-resolution mask, scale to the original and ``found`` flag.
     """
-    from scipy import ndimage as ndi
-
     g, scale = _working_gray(image, work_size)
     h, w = g.shape
 
