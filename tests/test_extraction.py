@@ -119,18 +119,19 @@ def test_changed_image_is_extracted_again(cnmc_folders, tmp_path):
     assert fs1.X[i, 0] != fs2.X[i, 0]
 
 
-def test_interrupted_extraction_resumes(tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind", [ChannelStats, AlternatingChannelStats], ids=["overlap", "alternate"])
+def test_interrupted_extraction_resumes(tmp_path, monkeypatch, kind):
     data = make_cnmc_folders(tmp_path / "d", per_subject=5)  # 30 images
     from leukbench.features import base
 
     monkeypatch.setitem(base._REGISTRY, "chanstats",
-                        lambda **kw: ChannelStats(fail_after=3))  # dies during batch 4
+                        lambda **kw: kind(fail_after=3))  # dies during batch 4
     with pytest.raises(KeyboardInterrupt):
-        run(data, tmp_path / "c", chunk_size=4)
+        run(data, tmp_path / "c", chunk_size=4, num_workers=2)
     cache = FeatureCache(tmp_path / "c", data, ChannelStats().config, ChannelStats().feature_names)
     assert len(cache.table()) == 12  # 3 batches of 4 were flushed, nothing half-written
     assert not list(cache.path.glob(".tmp-*"))
-    monkeypatch.setitem(base._REGISTRY, "chanstats", lambda **kw: ChannelStats())
+    monkeypatch.setitem(base._REGISTRY, "chanstats", lambda **kw: kind())
     fs, (s,) = run(data, tmp_path / "c", chunk_size=4)
     assert s.n_cached == 12 and s.n_extracted == 18
     fs_once, _ = run(data, tmp_path / "fresh")
