@@ -290,8 +290,11 @@ def run_extractor(
                         flush()
                 bar.update(len(batch))
         finally:
-            # Keep whatever was computed, also on Ctrl-C or an unexpected error.
+            # Keep whatever was computed, also on Ctrl-C or an unexpected error,
+            # and stop the decoding workers (threads or processes) now, not at
+            # garbage collection.
             flush()
+            loader.close()
             bar.close()
     skipped_df = pd.DataFrame(skipped, columns=["id", "path", "kind", "reason"])
     skipped_csv = cache.write_skipped(skipped_df) if len(skipped_df) or cache.path.exists() else None
