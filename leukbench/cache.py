@@ -6,6 +6,7 @@ Layout (all open formats)::
         config.json                 extractor config, feature names, dataset root
         chunk-<time>-<rand>.parquet one row per image: id, size, mtime_ns,
                                     pixel_hash, dhash, seg_fallback, features...
+        chunk-...-merged.parquet    64 consecutive chunks merged (see compact)
         skipped.csv                 images skipped by the latest run, with reasons
 
 An image is taken from the cache when its ``id`` (path relative to the dataset
@@ -223,6 +224,51 @@ class FeatureCache:
         out = self.path / "skipped.csv"
         _atomic_write_bytes(out, skipped.to_csv(index=False).encode())
         return out
+
+    def compact(self, group: int = 64) -> int:
+        """Merge every full run of ``group`` consecutive chunks into one file.
+
+        A large cache otherwise holds one file per ``chunk_size`` images (about
+        3,900 files for a million images), all opened at every run. Merging
+        keeps the newest row of each image, and the merged file takes the
+        place of the group's newest chunk in the order, so "newest chunk wins"
+        still holds. Merged files are never merged again, so one merge never
+        holds more than ``group`` chunks in memory. The merged file is written (atomically) before the
+        group's chunks are removed; an interruption in between leaves
+        duplicates that the newest-wins rule resolves. A group that cannot be
+        read is left as it is. Returns the number of chunk files removed.
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        groups, run = [], []
+        for f in self.chunk_files():  # runs of consecutive chunks that are not merged yet
+            if f.name.endswith("-merged.parquet"):
+                run = []
+                continue
+            run.append(f)
+            if len(run) == group:
+                groups.append(run)
+                run = []
+        removed = 0
+        for members in groups:
+            try:
+                table = pa.concat_tables([pq.read_table(f) for f in members])
+            except Exception:  # noqa: BLE001 - damaged or mismatched chunks stay as they are
+                continue
+            ids = table.column("id").to_pylist()
+            last = {id_: i for i, id_ in enumerate(ids)}
+            table = table.take(pa.array(sorted(last.values()), type=pa.int64()))
+            final = members[-1].with_name(members[-1].name[: -len(".parquet")] + "-merged.parquet")
+            tmp = final.with_name(f".tmp-{final.name}")
+            pq.write_table(table, tmp)
+            os.replace(tmp, final)
+            for f in members:
+                f.unlink(missing_ok=True)
+            removed += len(members)
+        if removed:
+            self._index = None
+        return removed
 
     def size_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.chunk_files())

@@ -296,6 +296,7 @@ def run_extractor(
             flush()
             loader.close()
             bar.close()
+    cache.compact()  # bounded number of chunk files, whatever the number of images
     skipped_df = pd.DataFrame(skipped, columns=["id", "path", "kind", "reason"])
     skipped_csv = cache.write_skipped(skipped_df) if len(skipped_df) or cache.path.exists() else None
     present = cache.cached_mask(ids, sizes, mtimes)

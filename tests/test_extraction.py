@@ -289,3 +289,27 @@ def test_cpu_networks_alternate_and_gpu_overlaps(monkeypatch):
     monkeypatch.setattr(deep, "resolve_device", lambda device="auto": "cuda")
     gpu = deep.DeepExtractor("resnet50", weights="none")
     assert gpu.feed == "overlap" and default_num_workers(gpu) == max(1, min((os.cpu_count() or 1) - 1, 8))
+
+
+def test_compaction_keeps_the_newest_rows_and_bounds_the_files(tmp_path):
+    config = ExtractorConfig(name="small", kind="handcrafted")
+    names = ["small.a", "small.b"]
+    cache = FeatureCache(tmp_path / "cache", tmp_path / "data", config, names)
+    rng = np.random.default_rng(1)
+    truth = {}
+    for c in range(10):  # 10 chunks of 3; chunks 4 and 8 re-extract img0 (newest must win)
+        ids = [f"img{3 * c + k}.png" for k in range(3)] + (["img0.png"] if c in (4, 8) else [])
+        X = rng.normal(size=(len(ids), 2)).astype(np.float32)
+        cache.write_chunk(ids, [1] * len(ids), [2] * len(ids), ["p"] * len(ids), ["d"] * len(ids),
+                          [False] * len(ids), X)
+        truth.update(zip(ids, X))
+    want = sorted(truth)
+    before = cache.matrix(want)
+    assert cache.compact(group=4) == 8  # two full groups merged, two chunks left
+    files = [f.name for f in cache.chunk_files()]
+    assert len(files) == 4 and sum(f.endswith("-merged.parquet") for f in files) == 2
+    fresh = FeatureCache(tmp_path / "cache", tmp_path / "data", config, names)
+    np.testing.assert_array_equal(fresh.matrix(want), before)
+    np.testing.assert_array_equal(fresh.matrix(["img0.png"])[0], truth["img0.png"])  # chunk 8's row
+    assert fresh.compact(group=4) == 0  # merged files are not merged again
+    assert fresh.cached_mask(want, np.ones(len(want)), np.full(len(want), 2)).all()
