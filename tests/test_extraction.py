@@ -313,3 +313,15 @@ def test_compaction_keeps_the_newest_rows_and_bounds_the_files(tmp_path):
     np.testing.assert_array_equal(fresh.matrix(["img0.png"])[0], truth["img0.png"])  # chunk 8's row
     assert fresh.compact(group=4) == 0  # merged files are not merged again
     assert fresh.cached_mask(want, np.ones(len(want)), np.full(len(want), 2)).all()
+
+
+def test_extraction_in_many_chunks_is_compacted_and_unchanged(tmp_path):
+    data = make_cnmc_folders(tmp_path / "d", per_subject=12)  # 72 images
+    fs, (s,) = run(data, tmp_path / "c", chunk_size=1)  # one chunk per image, then compaction
+    cache = FeatureCache(tmp_path / "c", data, ChannelStats().config, ChannelStats().feature_names)
+    assert len(cache.chunk_files()) == 1 + 72 - 64
+    once, _ = run(data, tmp_path / "fresh")
+    np.testing.assert_array_equal(fs.X, once.X)
+    again, (s2,) = run(data, tmp_path / "c")
+    assert s2.n_cached == 72 and s2.n_extracted == 0
+    np.testing.assert_array_equal(again.X, once.X)
