@@ -315,8 +315,9 @@ def test_compaction_keeps_the_newest_rows_and_bounds_the_files(tmp_path):
     assert fresh.cached_mask(want, np.ones(len(want)), np.full(len(want), 2)).all()
 
 
-def test_extraction_in_many_chunks_is_compacted_and_unchanged(tmp_path):
+def test_extraction_in_many_chunks_is_compacted_and_unchanged(tmp_path, monkeypatch):
     data = make_cnmc_folders(tmp_path / "d", per_subject=12)  # 72 images
+    monkeypatch.setattr(ChannelStats, "batch_size", 1)
     fs, (s,) = run(data, tmp_path / "c", chunk_size=1)  # one chunk per image, then compaction
     cache = FeatureCache(tmp_path / "c", data, ChannelStats().config, ChannelStats().feature_names)
     assert len(cache.chunk_files()) == 1 + 72 - 64
