@@ -155,6 +155,16 @@ def _gnb(seed):
 
 
 #: The default battery, in table order before sorting.
+#: Rough relative cost of one fit (higher is slower), measured on 1,280 deep
+#: features (benchmarks/README.md); used only to start the slowest fits first
+#: so that parallel workers finish together. Unknown names count as 1.
+COST_HINTS: Dict[str, float] = {
+    "XGBClassifier": 20.0, "HistGradientBoostingClassifier": 15.0, "LinearSVC": 10.0,
+    "RandomForestClassifier": 4.0, "ExtraTreesClassifier": 3.0, "SVC": 2.0,
+    "RidgeClassifierCV": 2.0, "LinearDiscriminantAnalysis": 1.5, "LogisticRegression": 1.0,
+    "KNeighborsClassifier": 0.5, "RidgeClassifier": 0.3, "GaussianNB": 0.1,
+}
+
 DEFAULT_BATTERY = (
     "SVC", "XGBClassifier", "LinearDiscriminantAnalysis", "RidgeClassifierCV", "RidgeClassifier",
     "LogisticRegression", "LinearSVC", "KNeighborsClassifier", "RandomForestClassifier",

@@ -358,7 +358,9 @@ def _run_parallel(jobs, data, n_jobs: int, n_classes: int, on_done) -> None:
         return
     from joblib import Parallel, delayed
 
-    gen = Parallel(n_jobs=n_jobs, return_as="generator")(
+    # batch_size=1: joblib's automatic batching would hand several long fits
+    # to one worker after a series of short ones
+    gen = Parallel(n_jobs=n_jobs, return_as="generator", batch_size=1)(
         delayed(_run_task)(data[t.set_index][0], data[t.set_index][1], t.estimator, t.split.train,
                            t.split.test, n_classes)
         for t in jobs
@@ -1019,7 +1021,11 @@ def compare(
         task.estimator = None
         bar.update(1)
 
-    jobs = [tasks[ti] for ti in todo]
+    from .classifiers import COST_HINTS
+
+    # slowest fits first (stable within a classifier): a long fit started last
+    # would leave the other workers idle at the end of the run
+    jobs = sorted((tasks[ti] for ti in todo), key=lambda t: -COST_HINTS.get(t.classifier, 1.0))
     try:
         if timeout:
             _run_killable(jobs, data, n_jobs, len(classes), float(timeout), on_done)
