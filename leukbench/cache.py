@@ -233,10 +233,11 @@ class FeatureCache:
         keeps the newest row of each image, and the merged file takes the
         place of the group's newest chunk in the order, so "newest chunk wins"
         still holds. Merged files are never merged again, so one merge never
-        holds more than ``group`` chunks in memory. The merged file is written (atomically) before the
-        group's chunks are removed; an interruption in between leaves
-        duplicates that the newest-wins rule resolves. A group that cannot be
-        read is left as it is. Returns the number of chunk files removed.
+        holds more than ``group`` chunks in memory. The merged file is written
+        (atomically) before the group's chunks are removed; an interruption in
+        between leaves duplicates that the newest-wins rule resolves. A group
+        that cannot be read is left as it is. Returns the number of chunk files
+        removed.
         """
         import pyarrow as pa
         import pyarrow.parquet as pq

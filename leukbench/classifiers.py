@@ -154,7 +154,6 @@ def _gnb(seed):
     return GaussianNB()
 
 
-#: The default battery, in table order before sorting.
 #: Rough relative cost of one fit (higher is slower), measured on 1,280 deep
 #: features (benchmarks/README.md); used only to start the slowest fits first
 #: so that parallel workers finish together. Unknown names count as 1.
@@ -165,6 +164,7 @@ COST_HINTS: Dict[str, float] = {
     "KNeighborsClassifier": 0.5, "RidgeClassifier": 0.3, "GaussianNB": 0.1,
 }
 
+#: The default battery, in table order before sorting.
 DEFAULT_BATTERY = (
     "SVC", "XGBClassifier", "LinearDiscriminantAnalysis", "RidgeClassifierCV", "RidgeClassifier",
     "LogisticRegression", "LinearSVC", "KNeighborsClassifier", "RandomForestClassifier",

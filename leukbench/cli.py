@@ -129,15 +129,9 @@ def cmd_compare(args) -> int:
     from .evaluation import check_options, compare
     from .reporting import markdown_summary
 
-    from .classifiers import select_classifiers
-
     data = args.data if args.data is not None else datasets.sample_root()
-    # fail on bad options before any extraction
-    if not select_classifiers(args.classifiers, args.battery):
-        from .evaluation import EvaluationError
-
-        raise EvaluationError("no classifier left to run; check --classifiers")
-    check_options(split=args.split, cv=args.cv, repeats=args.repeats, sort=args.sort, timeout=args.timeout)
+    check_options(classifiers=args.classifiers, battery=args.battery, split=args.split, cv=args.cv,
+                  repeats=args.repeats, sort=args.sort, timeout=args.timeout)  # before any extraction
     result_sets, _ = _extract(args)
     sets = list(result_sets.values()) if isinstance(result_sets, dict) else [result_sets]
     cache_dir = Path(args.cache_dir) if args.cache_dir else None

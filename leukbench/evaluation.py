@@ -115,6 +115,7 @@ def plan_splits(
     """
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
+    _check_scheme(scheme, cv, repeats)
     y = np.asarray(y, dtype=object)
     notes: List[str] = []
     if scheme == "predefined":
@@ -145,12 +146,6 @@ def plan_splits(
                              f"{', '.join(map(str, shared[:5]))}")
                 desc += f" Warning: {notes[-1]}."
         return [Split(0, 0, train, test)], desc, notes
-    if scheme != "cv":
-        raise EvaluationError(f"unknown split {scheme!r}; use 'cv' or 'predefined'")
-    if cv < 2:
-        raise EvaluationError(f"cv must be at least 2 (got {cv})")
-    if repeats < 1:
-        raise EvaluationError(f"repeats must be at least 1 (got {repeats})")
 
     classes = sorted(set(y))
     if len(classes) < 2:
@@ -739,24 +734,41 @@ _CACHE_FORMAT = "fold-v2"
 _TIME_COLUMNS = ("Fit Time", "Time Taken")
 
 
-def check_options(*, split: str = "cv", cv: int = 5, repeats: int = 1, sort: str = "Balanced Accuracy",
-                  timeout: Optional[float] = None) -> str:
-    """Validate :func:`compare`'s options before any work; returns the sort column.
+def check_options(*, classifiers=None, battery: str = "default", split: str = "cv", cv: int = 5,
+                  repeats: int = 1, sort: str = "Balanced Accuracy",
+                  timeout: Optional[float] = None) -> Tuple[List[str], str]:
+    """Validate :func:`compare`'s options before any work.
+
+    Returns
+    -------
+    names : list of str
+        The classifiers to run.
+    sort : str
+        The table column to sort by.
 
     Raises
     ------
-    ValueError, EvaluationError
+    KeyError, ValueError, EvaluationError
         With a one-line message saying what to pass instead.
     """
-    if split not in ("cv", "predefined"):
-        raise EvaluationError(f"unknown split {split!r}; use 'cv' or 'predefined'")
-    if split == "cv" and cv < 2:
-        raise EvaluationError(f"cv must be at least 2 (got {cv})")
-    if split == "cv" and repeats < 1:
-        raise EvaluationError(f"repeats must be at least 1 (got {repeats})")
+    from .classifiers import select_classifiers
+
+    names = select_classifiers(classifiers, battery)
+    if not names:
+        raise EvaluationError("no classifier left to run; check the names asked for (--classifiers)")
+    _check_scheme(split, cv, repeats)
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds or None (got {timeout!r})")
-    return _sort_column(sort)
+    return names, _sort_column(sort)
+
+
+def _check_scheme(scheme: str, cv: int, repeats: int) -> None:
+    if scheme not in ("cv", "predefined"):
+        raise EvaluationError(f"unknown split {scheme!r}; use 'cv' or 'predefined'")
+    if scheme == "cv" and cv < 2:
+        raise EvaluationError(f"cv must be at least 2 (got {cv})")
+    if scheme == "cv" and repeats < 1:
+        raise EvaluationError(f"repeats must be at least 1 (got {repeats})")
 
 
 def _sort_column(sort: str) -> str:
@@ -918,16 +930,14 @@ def compare(
     -------
     ComparisonResult
     """
-    from .classifiers import BATTERY_VERSION, make_classifier, select_classifiers
+    from .classifiers import BATTERY_VERSION, make_classifier
 
     sets = [fs.labeled() for fs in _as_sets(feature_sets)]
     for fs in sets:
         if len(fs) == 0:
             raise EvaluationError(f"feature set {fs.name!r} has no labelled image")
-    names = select_classifiers(classifiers, battery)
-    if not names:
-        raise EvaluationError("no classifier left to run")
-    table_sort = check_options(split=split, cv=cv, repeats=repeats, sort=sort, timeout=timeout)
+    names, table_sort = check_options(classifiers=classifiers, battery=battery, split=split, cv=cv,
+                                      repeats=repeats, sort=sort, timeout=timeout)
     classes = sorted({str(c) for fs in sets for c in fs.y})
     if positive_label is None:
         positive_label = _default_positive(classes)

@@ -72,7 +72,7 @@ class ExtractionSummary:
                 "the whole image was used for those"
             )
         if len(self.skipped):
-            kinds = self.skipped["kind"] if "kind" in self.skipped else self.skipped["reason"]
+            kinds = self.skipped["kind"]
             for kind, n in kinds.value_counts().head(5).items():
                 example = self.skipped.loc[kinds == kind, "id"].iloc[0]
                 more = f" and {n - 1} more" if n > 1 else ""
@@ -168,7 +168,7 @@ def default_num_workers(extractor: Extractor) -> int:
     (threads) or for handcrafted features; cores-1 (at most 8) processes
     beside a GPU."""
     n = os.cpu_count() or 1
-    if extractor.config.kind == "handcrafted" or getattr(extractor, "feed", "overlap") == "alternate":
+    if extractor.config.kind == "handcrafted" or extractor.feed == "alternate":
         return n
     return max(1, min(n - 1, 8))
 
@@ -196,16 +196,15 @@ def _alternating_batches(ds, extractor: Extractor, num_workers: int):
     threads use every core for them; nothing decodes while the network runs,
     so the network's threads never wait on a core taken by a decoder.
     """
-    n, bs = len(ds), extractor.batch_size
-    if num_workers <= 1:
-        for start in range(0, n, bs):
-            yield [ds[i] for i in range(start, min(start + bs, n))]
-        return
+    import contextlib
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(num_workers, thread_name_prefix="leukbench-decode") as pool:
+    n, bs = len(ds), extractor.batch_size
+    threads = ThreadPoolExecutor(num_workers, thread_name_prefix="leukbench-decode") if num_workers > 1 else None
+    with threads or contextlib.nullcontext():
+        decode = threads.map if threads else map
         for start in range(0, n, bs):
-            yield list(pool.map(ds.__getitem__, range(start, min(start + bs, n))))
+            yield list(decode(ds.__getitem__, range(start, min(start + bs, n))))
 
 
 def run_extractor(
@@ -252,7 +251,7 @@ def run_extractor(
             num_workers = default_num_workers(extractor)
         num_workers = min(num_workers, max(0, len(todo) // 8))
         ds = _ImageDataset([paths[i] for i in todo], extractor, extractor.config.segment, extractor.config.grayscale)
-        if getattr(extractor, "feed", "overlap") == "alternate":
+        if extractor.feed == "alternate":
             loader = _alternating_batches(ds, extractor, num_workers)
         else:
             loader = _overlapped_batches(ds, extractor, num_workers)

@@ -1114,12 +1114,18 @@ def markdown_summary(result) -> str:
     lines.append(f"Cross-validation: {' '.join(str(cv).split())}" if cv else
                  "Cross-validation: (not described)")
     lines.append(f"Leakage audit: {_audit_oneline(getattr(result, 'audit', None))}")
-    n_cached = int(getattr(result, "n_cached", 0) or 0)
-    n_computed = int(getattr(result, "n_computed", 0) or 0)
-    if n_cached or n_computed:
-        lines.append(f"Fits: {n_computed} computed, {n_cached} taken from the fold cache "
-                     f"({n_cached + n_computed} in all)")
+    fits = _fit_counts(result)
+    if fits["total"]:
+        lines.append(f"Fits: {fits['computed']} computed, {fits['from_fold_cache']} taken from the fold "
+                     f"cache ({fits['total']} in all)")
     return "\n".join(lines) + "\n"
+
+
+def _fit_counts(result) -> Dict[str, int]:
+    """How many fits a comparison computed and how many came from the fold cache."""
+    cached = int(getattr(result, "n_cached", 0) or 0)
+    computed = int(getattr(result, "n_computed", 0) or 0)
+    return {"total": cached + computed, "from_fold_cache": cached, "computed": computed}
 
 
 _CSS = """
@@ -1282,9 +1288,7 @@ def write_report(result, out_dir, feature_sets=None, *, plots: bool = True) -> P
         "audit": [{"feature_set": n, "summary": _audit_summary_text(o)}
                   for n, o in _audit_items(audit)],
         "status_counts": status_counts,
-        "fits": {"total": int(getattr(result, "n_cached", 0) or 0) + int(getattr(result, "n_computed", 0) or 0),
-                 "from_fold_cache": int(getattr(result, "n_cached", 0) or 0),
-                 "computed": int(getattr(result, "n_computed", 0) or 0)},
+        "fits": _fit_counts(result),
         "files": sorted(
             ["table.md", "table.csv", "folds.csv", "predictions.csv", "audit_pairs.csv",
              "run.json", "report.html"] + [f"plots/{p}" for p in plots]
