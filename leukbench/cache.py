@@ -194,22 +194,16 @@ class FeatureCache:
         X = np.asarray(X, dtype=np.float32)
         if X.shape != (len(ids), len(self.feature_names)):
             raise ValueError(f"chunk has shape {X.shape}, expected ({len(ids)}, {len(self.feature_names)})")
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        # built column by column in Arrow: a DataFrame of 2,048 feature columns
-        # costs more to convert than the features cost to compute
-        columns = [
-            pa.array([str(i) for i in ids], type=pa.string()),
-            pa.array(np.asarray(list(sizes), dtype=np.int64)),
-            pa.array(np.asarray(list(mtimes), dtype=np.int64)),
-            pa.array([None if h is None else str(h) for h in pixel_hashes], type=pa.string()),
-            pa.array([None if h is None else str(h) for h in dhashes], type=pa.string()),
-            pa.array(np.asarray(list(seg_fallback), dtype=bool)),
-        ]
-        XT = np.ascontiguousarray(X.T)
-        columns += [pa.array(XT[j]) for j in range(XT.shape[0])]
-        table = pa.Table.from_arrays(columns, names=META_COLUMNS + self.feature_names)
+        table = arrow_table({
+            "id": string_column(ids),
+            "size": np.asarray(list(sizes), dtype=np.int64),
+            "mtime_ns": np.asarray(list(mtimes), dtype=np.int64),
+            "pixel_hash": string_column(pixel_hashes),
+            "dhash": string_column(dhashes),
+            "seg_fallback": np.asarray(list(seg_fallback), dtype=bool),
+        }, X, self.feature_names)
         name = f"chunk-{time.time_ns():020d}-{uuid.uuid4().hex[:6]}.parquet"
         final = self.path / name
         tmp = self.path / f".tmp-{name}"
@@ -278,15 +272,40 @@ class FeatureCache:
         return {"path": str(self.path), "chunks": len(self.chunk_files()), "bytes": self.size_bytes()}
 
 
+def string_column(values):
+    """An Arrow string column; ``None`` and NaN become null, anything else ``str``."""
+    import pyarrow as pa
+
+    return pa.array([None if v is None or v != v else str(v) for v in values], type=pa.string())
+
+
+def arrow_table(meta: Dict[str, object], X: np.ndarray, feature_names: Sequence[str]):
+    """An Arrow table of metadata columns followed by one float32 column per feature.
+
+    Built column by column: a pandas DataFrame of 2,048 feature columns costs
+    more to convert than the features cost to compute.
+    """
+    import pyarrow as pa
+
+    XT = np.ascontiguousarray(np.asarray(X, dtype=np.float32).T)
+    columns = [c if isinstance(c, pa.Array) else pa.array(c) for c in meta.values()]
+    columns += [pa.array(XT[j]) for j in range(XT.shape[0])]
+    return pa.Table.from_arrays(columns, names=list(meta) + list(feature_names))
+
+
+def feature_matrix(table, names: Sequence[str]) -> np.ndarray:
+    """The ``names`` columns of an Arrow table as a float32 ``(rows, features)`` array."""
+    out = np.empty((table.num_rows, len(names)), dtype=np.float32)
+    for j, name in enumerate(names):
+        out[:, j] = table.column(name).to_numpy()
+    return out
+
+
 def _read_features(path: Path, names: List[str]) -> np.ndarray:
     """The feature columns of one chunk as a float32 ``(rows, features)`` array."""
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path, columns=names)
-    out = np.empty((table.num_rows, len(names)), dtype=np.float32)
-    for j, col in enumerate(table.columns):
-        out[:, j] = col.to_numpy()
-    return out
+    return feature_matrix(pq.read_table(path, columns=names), names)
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:

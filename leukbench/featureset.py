@@ -135,19 +135,19 @@ class FeatureSet:
         per feature; the name, feature names and provenance go in the file's
         metadata (key ``leukbench``).  :meth:`load` reads it back.
         """
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
+        from .cache import arrow_table, string_column
+
         path = Path(path)
-        n = len(self)
-        meta = pd.DataFrame({
-            "id": self.ids, "label": self.y, "subject": self.subjects, "split": self.splits,
-            "path": self.paths if self.paths is not None else [None] * n,
-            "pixel_hash": self.pixel_hashes if self.pixel_hashes is not None else [None] * n,
-            "dhash": self.dhashes if self.dhashes is not None else [None] * n,
-        })
-        frame = pd.concat([meta, pd.DataFrame(self.X, columns=self.feature_names)], axis=1)
-        table = pa.Table.from_pandas(frame, preserve_index=False)
+        none = [None] * len(self)
+        table = arrow_table({
+            "id": string_column(self.ids), "label": string_column(self.y),
+            "subject": string_column(self.subjects), "split": string_column(self.splits),
+            "path": string_column(self.paths if self.paths is not None else none),
+            "pixel_hash": string_column(self.pixel_hashes if self.pixel_hashes is not None else none),
+            "dhash": string_column(self.dhashes if self.dhashes is not None else none),
+        }, self.X, self.feature_names)
         info = {"name": self.name, "feature_names": list(self.feature_names),
                 "provenance": self.provenance, "format": 1}
         table = table.replace_schema_metadata({
@@ -165,6 +165,8 @@ class FeatureSet:
         """Read a feature set written by :meth:`save`."""
         import pyarrow.parquet as pq
 
+        from .cache import feature_matrix
+
         path = Path(path)
         try:
             table = pq.read_table(path)
@@ -175,15 +177,15 @@ class FeatureSet:
             raise ValueError(f"{path}: not a leukbench feature set (no 'leukbench' metadata); "
                              "write it with FeatureSet.save or `leukbench extract --out`")
         info = json.loads(raw)
-        df = table.to_pandas()
-        opt = lambda c: None if df[c].isna().all() else df[c].to_numpy(dtype=object)  # noqa: E731
+        col = lambda c: np.array(table.column(c).to_pylist(), dtype=object)  # noqa: E731
+        opt = lambda c: None if table.column(c).null_count == table.num_rows else col(c)  # noqa: E731
         return cls(
             name=info["name"],
-            X=df[info["feature_names"]].to_numpy(dtype=np.float32),
-            y=df["label"].to_numpy(dtype=object),
-            ids=df["id"].to_numpy(dtype=object),
-            subjects=df["subject"].fillna("").to_numpy(dtype=object),
-            splits=df["split"].fillna("").to_numpy(dtype=object),
+            X=feature_matrix(table, info["feature_names"]),
+            y=col("label"),
+            ids=col("id"),
+            subjects=np.array([s or "" for s in col("subject")], dtype=object),
+            splits=np.array([s or "" for s in col("split")], dtype=object),
             feature_names=list(info["feature_names"]),
             paths=opt("path"),
             pixel_hashes=opt("pixel_hash"),
