@@ -22,11 +22,17 @@ the same backbone:
     leukbench runs the network on the CPU (``fold_batchnorm``).
 ``model-nchw``
     the same in the default (contiguous NCHW) memory format, for reference.
+``model-bf16``
+    ``model-folded`` under ``torch.autocast("cpu", bfloat16)``: the ceiling
+    of ``leukbench-bf16`` (fast only on CPUs with native bfloat16).
 ``decode``
     decoding + resizing alone (PIL, one process): the cost to hide.
 ``leukbench``
     ``leukbench.extract`` end to end into a fresh cache (decoding in worker
     processes, fingerprints, cache writes, building the model).
+``leukbench-bf16``
+    ``leukbench.extract(..., precision="bfloat16")`` end to end (features
+    differ from float32 ones by bfloat16 rounding and have their own cache).
 ``handcrafted``
     ``leukbench.extract(..., "handcrafted")`` end to end into a fresh cache.
 
@@ -155,7 +161,9 @@ def variant_naive(root: Path, backbone: str, weights: str, limit: int) -> dict:
 
 
 def _model_alone(root: Path, backbone: str, weights: str, limit: int, channels_last: bool,
-                 folded: bool = False) -> dict:
+                 folded: bool = False, bfloat16: bool = False) -> dict:
+    import contextlib
+
     import numpy as np
     import torch
 
@@ -180,7 +188,8 @@ def _model_alone(root: Path, backbone: str, weights: str, limit: int, channels_l
     else:
         prep = lambda b: pre.normalize(b, norm).contiguous()  # noqa: E731
     n = 0
-    with torch.inference_mode():
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bfloat16 else contextlib.nullcontext()
+    with torch.inference_mode(), autocast:
         model(prep(batch))  # warm-up
         with Timer() as t:
             while n < n_target:
@@ -195,6 +204,10 @@ def variant_model(root: Path, backbone: str, weights: str, limit: int) -> dict:
 
 def variant_model_folded(root: Path, backbone: str, weights: str, limit: int) -> dict:
     return _model_alone(root, backbone, weights, limit, channels_last=True, folded=True)
+
+
+def variant_model_bf16(root: Path, backbone: str, weights: str, limit: int) -> dict:
+    return _model_alone(root, backbone, weights, limit, channels_last=True, folded=True, bfloat16=True)
 
 
 def variant_model_nchw(root: Path, backbone: str, weights: str, limit: int) -> dict:
@@ -213,7 +226,7 @@ def variant_decode(root: Path, backbone: str, weights: str, limit: int) -> dict:
     return t.result(len(paths))
 
 
-def _extract(root: Path, features: str, weights: str, limit: int) -> dict:
+def _extract(root: Path, features: str, weights: str, limit: int, precision: str = "auto") -> dict:
     import timm  # noqa: F401 - torch, torchvision and timm are imported before timing,
     import torchvision  # noqa: F401 - as in the other variants (naive imports them first too)
 
@@ -224,7 +237,7 @@ def _extract(root: Path, features: str, weights: str, limit: int) -> dict:
     with tempfile.TemporaryDirectory() as cache:
         with Timer() as t:
             fs, summaries = leukbench.extract(table, features, weights=weights, cache_dir=cache,
-                                              progress=False, return_summaries=True)
+                                              precision=precision, progress=False, return_summaries=True)
         cache_bytes = sum(f.stat().st_size for f in Path(cache).rglob("*") if f.is_file())
     return t.result(len(fs), cache_bytes=cache_bytes, extract_seconds=summaries[0].seconds,
                     skipped=int(sum(len(s.skipped) for s in summaries)))
@@ -234,13 +247,18 @@ def variant_leukbench(root: Path, backbone: str, weights: str, limit: int) -> di
     return _extract(root, backbone, weights, limit)
 
 
+def variant_leukbench_bf16(root: Path, backbone: str, weights: str, limit: int) -> dict:
+    return _extract(root, backbone, weights, limit, precision="bfloat16")
+
+
 def variant_handcrafted(root: Path, backbone: str, weights: str, limit: int) -> dict:
     return _extract(root, "handcrafted", weights, limit)
 
 
 VARIANTS = {"naive": variant_naive, "model": variant_model, "model-folded": variant_model_folded,
-            "model-nchw": variant_model_nchw,
-            "decode": variant_decode, "leukbench": variant_leukbench, "handcrafted": variant_handcrafted}
+            "model-nchw": variant_model_nchw, "model-bf16": variant_model_bf16,
+            "decode": variant_decode, "leukbench": variant_leukbench, "leukbench-bf16": variant_leukbench_bf16,
+            "handcrafted": variant_handcrafted}
 
 
 def _child_main(args) -> int:
@@ -314,6 +332,13 @@ def ratios_of(results: dict) -> dict:
     if lb and "model-folded" in results:
         out["leukbench / model ceiling with folded batch norms"] = {
             "value": lb["images_per_second"] / results["model-folded"]["images_per_second"], "target": TARGET_VS_MODEL}
+    lb16 = results.get("leukbench-bf16")
+    if lb16 and "naive" in results:
+        out["leukbench --precision bfloat16 / naive"] = {
+            "value": lb16["images_per_second"] / results["naive"]["images_per_second"], "target": TARGET_VS_NAIVE}
+    if lb16 and "model-bf16" in results:
+        out["leukbench --precision bfloat16 / bfloat16 model ceiling"] = {
+            "value": lb16["images_per_second"] / results["model-bf16"]["images_per_second"], "target": TARGET_VS_MODEL}
     if "model" in results and "model-nchw" in results:
         out["channels-last / NCHW (model alone)"] = {
             "value": results["model"]["images_per_second"] / results["model-nchw"]["images_per_second"],

@@ -31,8 +31,12 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grayscale", action="store_true", help="convert images to grayscale first")
     p.add_argument("--device", default="auto", metavar="D",
                    help="auto (CUDA when available, else CPU) | cpu | cuda | cuda:N | mps (default: auto)")
-    p.add_argument("--batch-size", type=int, default=32, metavar="N",
-                   help="images per network batch (deep backbones; default: 32)")
+    p.add_argument("--precision", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
+                   help="arithmetic of the deep backbones: auto (float16 autocast on CUDA, float32 "
+                        "elsewhere) | float32 | float16 (CUDA) | bfloat16 (autocast; fast on CPUs with "
+                        "AVX-512 BF16 or AMX). Autocast features are cached apart (default: auto)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="images per network batch (deep backbones; default: 16 on the CPU, 32 on a GPU)")
     p.add_argument("--num-workers", type=int, default=None, metavar="N",
                    help="decoding workers: threads between the batches of a network on the CPU, "
                         "processes beside a GPU or for handcrafted features (default: by core count)")
@@ -95,6 +99,7 @@ def _extract(args, *, print_summary: bool = True):
         segment=args.segment,
         grayscale=args.grayscale,
         device=args.device,
+        precision=args.precision,
         batch_size=args.batch_size,
         num_workers=args.num_workers,
         cache_dir=args.cache_dir,

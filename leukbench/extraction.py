@@ -358,7 +358,8 @@ def extract(
     segment: bool = False,
     grayscale: bool = False,
     device: str = "auto",
-    batch_size: int = 32,
+    precision: str = "auto",
+    batch_size: Optional[int] = None,
     num_workers: Optional[int] = None,
     cache_dir=None,
     subject_regex: Optional[str] = None,
@@ -384,8 +385,13 @@ def extract(
     segment, grayscale : bool
         Crop to the segmented cell / convert to grayscale before extraction.
     device : {"auto", "cpu", "cuda"}
+    precision : {"auto", "float32", "float16", "bfloat16"}
+        Arithmetic of the deep backbones (see
+        :class:`leukbench.features.deep.DeepExtractor`); autocast features
+        are cached apart from float32 ones.
     batch_size, num_workers, chunk_size, progress
-        Execution settings (they do not change the numbers).
+        Execution settings (they do not change the numbers); ``batch_size``
+        ``None`` is 16 images per network call on the CPU, 32 on a GPU.
     cache_dir : path, optional
         Defaults to :func:`leukbench.cache.default_cache_dir`.
     return_summaries : bool
@@ -417,7 +423,7 @@ def extract(
         names += [n for n in s if n not in names]
     extractors = {
         n: create_extractor(n, weights=weights, segment=segment, grayscale=grayscale,
-                            device=device, batch_size=batch_size)
+                            device=device, precision=precision, batch_size=batch_size)
         for n in names
     }
     summaries = [

@@ -65,14 +65,15 @@ def test_bench_extraction(jpeg_folder, tmp_path, capsys):
     bench = load("bench_extraction")
     out_json = tmp_path / "x.json"
     rc = bench.main(["--data", str(jpeg_folder), "--limit", "8", "--variants",
-                     "model,decode,leukbench", "--out", str(out_json)])
+                     "model,decode,leukbench,model-bf16,leukbench-bf16", "--out", str(out_json)])
     assert rc == 0
     res = json.loads(out_json.read_text())
-    assert set(res["results"]) == {"model", "decode", "leukbench"}
+    assert set(res["results"]) == {"model", "decode", "leukbench", "model-bf16", "leukbench-bf16"}
     assert res["results"]["leukbench"]["images"] == 8
     assert res["results"]["leukbench"]["cache_bytes"] > 0
     assert all(r["images_per_second"] > 0 and r["rss_mb"] > 0 for r in res["results"].values())
     assert "leukbench / model ceiling" in res["ratios"]
+    assert "leukbench --precision bfloat16 / bfloat16 model ceiling" in res["ratios"]
     out = capsys.readouterr().out
     assert "| leukbench | 8 |" in out
     # CSV output: one row per run

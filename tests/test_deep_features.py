@@ -25,8 +25,10 @@ from leukbench.features.deep import (  # noqa: E402
     DeepExtractor,
     WeightsUnavailableError,
     build_model,
+    cpu_has_native_bfloat16,
     preprocess_for,
     resolve_device,
+    resolve_precision,
 )
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -402,6 +404,49 @@ def test_cuda_float16_features_have_their_own_cache(monkeypatch):
     assert "precision" not in dict(cpu.config.options)
     assert gpu.config.cache_key() != cpu.config.cache_key()
     assert "float16 autocast on CUDA" in gpu.describe() and "float16" not in cpu.describe()
+    full = DeepExtractor("resnet50", weights="none", device="auto", precision="float32")
+    assert full.config.cache_key() == cpu.config.cache_key()  # float32 is float32 on any device
+    gpu_bf16 = DeepExtractor("resnet50", weights="none", device="auto", precision="bfloat16")
+    assert dict(gpu_bf16.config.options)["precision"] == "bfloat16-autocast"
+    assert len({gpu.config.cache_key(), gpu_bf16.config.cache_key(), cpu.config.cache_key()}) == 3
+
+
+def test_precision_names_and_devices():
+    assert resolve_precision("auto", "cpu") == "float32"
+    assert resolve_precision("auto", "cuda:1") == "float16"
+    assert resolve_precision("BFloat16", "cpu") == "bfloat16"
+    assert resolve_precision("float32", "cuda") == "float32"
+    with pytest.raises(ValueError, match="needs a CUDA device.*--precision bfloat16"):
+        resolve_precision("float16", "cpu")
+    with pytest.raises(ValueError, match="not on mps"):
+        resolve_precision("bfloat16", "mps")
+    with pytest.raises(ValueError, match="unknown precision 'half'"):
+        DeepExtractor("resnet50", weights="none", device="cpu", precision="half")
+
+
+def test_cpu_bfloat16_autocast_features(lite0, cat):
+    """bfloat16 on the CPU: the same features up to bfloat16 rounding, cached apart, labelled."""
+    bf16 = DeepExtractor("efficientnet_lite0", weights="imagenet", device="cpu", batch_size=4,
+                         precision="bfloat16")
+    assert dict(bf16.config.options)["precision"] == "bfloat16-autocast"
+    assert bf16.config.cache_key() != lite0.config.cache_key()
+    assert "bfloat16 autocast on CPU" in bf16.describe() and "autocast" not in lite0.describe()
+    items = [bf16.prepare(im) for im in (cat, cat[:, ::-1], cat[::2, ::2])]
+    if cpu_has_native_bfloat16():
+        got = bf16.compute(items)
+    else:  # emulated: still correct, but the user is told it is slow
+        with pytest.warns(RuntimeWarning, match="no native bfloat16"):
+            got = bf16.compute(items)
+    want = lite0.compute(items)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    assert not np.array_equal(got, want)  # autocast really ran
+    cos = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    assert cos.min() > 0.99, cos
+    # the ImageNet head still sees a cat in the bfloat16 features
+    head = build_model("efficientnet_lite0", "imagenet", with_head=True).get_classifier()
+    with torch.inference_mode():
+        top = head(torch.from_numpy(got)).argmax(1).numpy()
+    assert set(top.tolist()) <= CAT_CLASSES, top
 
 
 def test_extractor_pickles_without_model(lite0, cat):

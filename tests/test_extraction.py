@@ -203,6 +203,14 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
     assert "Traceback" not in err
 
 
+def test_cli_precision_checked_before_work(tmp_path, capsys):
+    code = cli.main(["extract", "--precision", "float16", "--device", "cpu",
+                     "--cache-dir", str(tmp_path / "c"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("leukbench: error:") and "--precision bfloat16" in err
+    assert "Traceback" not in err and not (tmp_path / "c").exists()
+
+
 def test_cache_checks_and_assembles_without_loading_every_column(tmp_path, monkeypatch):
     """Checking what is cached reads only the metadata; the matrix is filled chunk by chunk."""
     config = ExtractorConfig(name="wide", kind="handcrafted")
