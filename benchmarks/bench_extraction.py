@@ -72,6 +72,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve()
 SHARED = HERE.parents[1].parent / "shared" / "data"
 
+#: Batch of the model-alone variants (set by ``--model-batch``): leukbench's
+#: own CPU default, so that the ceiling is the network as leukbench runs it.
+MODEL_BATCH = [16]
+
 #: Targets of issue #4 on a 2-core machine.
 TARGET_VS_NAIVE = 2.0
 TARGET_VS_MODEL = 0.85
@@ -171,9 +175,10 @@ def _model_alone(root: Path, backbone: str, weights: str, limit: int, channels_l
     from leukbench.images import load_image
 
     pre = preprocess_for(backbone)
-    table = _images(root, min(limit or 32, 32))
+    bs = MODEL_BATCH[0]
+    table = _images(root, min(limit or bs, bs))
     arrays = [pre.resize_crop(load_image(p)) for p in table["path"]]
-    arrays = (arrays * 32)[:32]
+    arrays = (arrays * bs)[:bs]
     n_target = limit or len(_images(root, 0))
     model = _build(backbone, weights)
     if folded:
@@ -279,7 +284,7 @@ def _child_main(args) -> int:
 
 def run_variant(variant: str, data: Path, backbone: str, weights: str, limit: int) -> dict:
     cmd = [sys.executable, str(HERE), "--child", variant, "--data", str(data), "--backbone", backbone,
-           "--weights", weights, "--limit", str(limit)]
+           "--weights", weights, "--limit", str(limit), "--model-batch", str(MODEL_BATCH[0])]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode or not line:
@@ -371,11 +376,19 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=640, help="images per variant (0: all)")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each variant, interleaved (best is reported)")
     ap.add_argument("--variants", default="naive,model,model-folded,model-nchw,decode,leukbench,handcrafted")
+    ap.add_argument("--model-batch", type=int, default=None,
+                    help="batch of the model-alone variants (default: leukbench's CPU batch, "
+                         "leukbench.features.deep.default_batch_size('cpu'); the naive loop keeps 32)")
     ap.add_argument("--bmp", action="store_true", help="convert the images to BMP first")
     ap.add_argument("--rss-scaling", action="store_true", help="leukbench at 1x, 2x, 4x the images")
     ap.add_argument("--out", default=None, help="JSON file for the results (CSV when it ends in .csv)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.model_batch is None:
+        from leukbench.features.deep import default_batch_size
+
+        args.model_batch = default_batch_size("cpu")
+    MODEL_BATCH[0] = max(1, args.model_batch)
     if args.child:
         args.variant = args.child
         return _child_main(args)
@@ -416,7 +429,8 @@ def main(argv=None) -> int:
     print(f"# Extraction throughput — {args.backbone} (weights {args.weights}) on {args.data}"
           f"{' as BMP' if args.bmp else ''}, {machine}\n\n`{cmd}`\n")
     rep = max(1, args.repeat)
-    print(f"Best of {rep} interleaved run(s) per variant (median in brackets).\n")
+    print(f"Best of {rep} interleaved run(s) per variant (median in brackets); model-alone variants "
+          f"at batch {MODEL_BATCH[0]}, naive at 32.\n")
     print("| variant | images | seconds | images/s | CPU ms/image | peak RSS main (MB) | peak RSS workers (MB) "
           "| load avg at start | CPU pressure at end (%) |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -440,7 +454,8 @@ def main(argv=None) -> int:
                   f"{s['images_per_second']:.1f} | {s['cache_bytes'] / max(1, s['images']):.0f} |")
     if args.out:
         write_out(Path(args.out), {"command": cmd, "machine": machine, "data": args.data, "bmp": args.bmp,
-                                   "backbone": args.backbone, "weights": args.weights, "results": results,
+                                   "backbone": args.backbone, "weights": args.weights,
+                                   "model_batch": MODEL_BATCH[0], "results": results,
                                    "ratios": ratios, "rss_scaling": scaling})
     return 0
 

@@ -114,3 +114,22 @@ def test_bench_battery(tmp_path, capsys):
     assert res["max_abs_diff"]["acc"] < 1e-9 and res["max_abs_diff"]["bacc"] < 1e-9
     assert res["leukbench_seconds"] > 0 and res["lazypredict_seconds"] > 0
     assert np.isfinite(res["ratio"])
+
+
+@pytest.mark.slow
+def test_bench_precision(tmp_path, capsys):
+    out_json = tmp_path / "p.json"
+    sample = Path(load_sample().attrs["root"])
+    rc = load("bench_precision").main(["--data", str(sample), "--limit", "48", "--cv", "3", "--classifiers",
+                                       "RidgeClassifier,LogisticRegression", "--n-jobs", "1",
+                                       "--cache-dir", str(tmp_path / "c"), "--out", str(out_json)])
+    assert rc == 0
+    res = json.loads(out_json.read_text())
+    assert res["n_images"] == 48 and res["n_features"] == 1280
+    sim = res["feature_similarity"]
+    assert 0.98 < sim["cosine_min"] <= sim["cosine_median"] < 1.0  # close, but autocast really ran
+    assert [r["classifier"] for r in res["per_classifier"]] == ["RidgeClassifier", "LogisticRegression"]
+    assert all(0 <= r["predictions_changed"] <= 1 for r in res["per_classifier"])
+    # two caches: float32 and bfloat16 features are never mixed
+    assert len(list((tmp_path / "c").glob("features/*/efficientnet_lite0-*"))) == 2
+    assert "| RidgeClassifier |" in capsys.readouterr().out
