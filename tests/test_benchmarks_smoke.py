@@ -114,6 +114,8 @@ def test_bench_battery(tmp_path, capsys):
     assert res["max_abs_diff"]["acc"] < 1e-9 and res["max_abs_diff"]["bacc"] < 1e-9
     assert res["leukbench_seconds"] > 0 and res["lazypredict_seconds"] > 0
     assert np.isfinite(res["ratio"])
+    assert 0 < res["lower_bound_seconds"] <= res["work_seconds"]
+    assert set(res["work_by_classifier"]) == {"RidgeClassifier", "LinearDiscriminantAnalysis"}
 
 
 @pytest.mark.slow
