@@ -411,6 +411,19 @@ def test_cuda_float16_features_have_their_own_cache(monkeypatch):
     assert len({gpu.config.cache_key(), gpu_bf16.config.cache_key(), cpu.config.cache_key()}) == 3
 
 
+def test_float32_on_cuda_switches_tf32_off(monkeypatch):
+    """float32 on CUDA shares the CPU's cache, so cuDNN must not run TF32 convolutions."""
+    monkeypatch.setattr(deep, "resolve_device", lambda device="auto": "cuda")
+    full = DeepExtractor("resnet50", weights="none", device="auto", precision="float32")
+    half = DeepExtractor("resnet50", weights="none", device="auto")
+    before = torch.backends.cudnn.allow_tf32
+    with full._ieee_float32():
+        assert torch.backends.cudnn.allow_tf32 is False
+    assert torch.backends.cudnn.allow_tf32 == before
+    with half._ieee_float32():  # float16 autocast: nothing to change
+        assert torch.backends.cudnn.allow_tf32 == before
+
+
 def test_precision_names_and_devices():
     assert resolve_precision("auto", "cpu") == "float32"
     assert resolve_precision("auto", "cuda:1") == "float16"

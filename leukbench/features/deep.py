@@ -192,9 +192,9 @@ def resolve_device(device: str = "auto") -> str:
 def default_batch_size(device: str) -> int:
     """Images per network call when none is given: 16 on the CPU, 32 elsewhere.
 
-    On the CPU, batches of 8-16 ran 15-20 % faster than 32 (ResNet-50 and
-    EfficientNet-Lite0, 2 threads, oneDNN; docs/performance.md), with
-    bit-identical features.
+    On the CPU, batches of 16 ran 7-15 % faster than 32 (folded
+    EfficientNet-Lite0 and ResNet-50 alone, 2 threads, oneDNN;
+    benchmarks/README.md), with bit-identical features.
     """
     return 16 if device == "cpu" else 32
 
@@ -944,6 +944,19 @@ class DeepExtractor(Extractor):
             self._model = model
         return self._model
 
+    def _ieee_float32(self):
+        """float32 on CUDA means float32: cuDNN's TF32 convolutions (on by default
+        in PyTorch) are switched off for the forward pass, so the features match
+        the CPU's, whose cache they share."""
+        import contextlib
+
+        import torch
+
+        if self.precision != "float32" or not self.device.startswith("cuda"):
+            return contextlib.nullcontext()
+        c = torch.backends.cudnn
+        return c.flags(enabled=c.enabled, benchmark=c.benchmark, deterministic=c.deterministic, allow_tf32=False)
+
     # -- extraction ---------------------------------------------------------
     def prepare(self, image: np.ndarray) -> np.ndarray:
         """Resize + centre crop in the worker; ``uint8`` array ``(H, W, 3)``."""
@@ -977,7 +990,7 @@ class DeepExtractor(Extractor):
                 x = x.pin_memory().to(self.device, non_blocking=True)
             elif self.device != "cpu":
                 x = x.to(self.device)
-            with torch.inference_mode():
+            with torch.inference_mode(), self._ieee_float32():
                 x = self.preprocessing.normalize(x, self._norm)
                 if autocast is not None:
                     with torch.autocast(self.device.split(":")[0], dtype=autocast):
