@@ -48,8 +48,9 @@ busy machine say so.
 ``--bmp`` first converts the images to uncompressed BMP in a temporary folder
 (cnmc-subset's original 450x450 BMP format, where decoding costs more).
 ``--rss-scaling`` runs the leukbench variant on 1x, 2x and 4x the images
-(symlinked copies under new names) to show that peak memory does not grow
-with the number of images. ``--out`` writes JSON, or CSV (one row per run)
+(``--scaling-times``; symlinked copies under new names) to show that peak
+memory does not grow with the number of images, with the cache's size and
+file count (chunks are merged every 64). ``--out`` writes JSON, or CSV (one row per run)
 when the name ends in ``.csv``.
 """
 
@@ -244,7 +245,8 @@ def _extract(root: Path, features: str, weights: str, limit: int, precision: str
             fs, summaries = leukbench.extract(table, features, weights=weights, cache_dir=cache,
                                               precision=precision, progress=False, return_summaries=True)
         cache_bytes = sum(f.stat().st_size for f in Path(cache).rglob("*") if f.is_file())
-    return t.result(len(fs), cache_bytes=cache_bytes, extract_seconds=summaries[0].seconds,
+        cache_files = sum(1 for _ in Path(cache).rglob("*.parquet"))
+    return t.result(len(fs), cache_bytes=cache_bytes, cache_files=cache_files, extract_seconds=summaries[0].seconds,
                     skipped=int(sum(len(s.skipped) for s in summaries)))
 
 
@@ -356,7 +358,7 @@ def write_out(path: Path, doc: dict) -> None:
     if path.suffix.lower() != ".csv":
         path.write_text(json.dumps(doc, indent=2))
         return
-    cols = ["kind", "variant", "run", "images", "seconds", "images_per_second", "cpu_ms_per_image",
+    cols = ["kind", "variant", "run", "images", "seconds", "images_per_second", "cpu_ms_per_image", "cache_files",
             "rss_mb", "children_rss_mb", "cache_bytes", "load1", "cpu_pressure_avg10"]
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
@@ -381,6 +383,8 @@ def main(argv=None) -> int:
                          "leukbench.features.deep.default_batch_size('cpu'); the naive loop keeps 32)")
     ap.add_argument("--bmp", action="store_true", help="convert the images to BMP first")
     ap.add_argument("--rss-scaling", action="store_true", help="leukbench at 1x, 2x, 4x the images")
+    ap.add_argument("--scaling-times", default="1,2,4", metavar="LIST",
+                    help="multiples of --limit images for --rss-scaling (default: 1,2,4)")
     ap.add_argument("--out", default=None, help="JSON file for the results (CSV when it ends in .csv)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -412,13 +416,14 @@ def main(argv=None) -> int:
         scaling = []
         if args.rss_scaling:
             base = args.limit or 200
-            for times in (1, 2, 4):
+            for times in [int(t) for t in args.scaling_times.split(",") if t.strip()]:
                 d = replicate(data, times, base, tmp / f"x{times}")
                 r = run_variant("leukbench", d, args.backbone, args.weights, 0)
                 scaling.append({"times": times, "images": r["images"], "rss_mb": r["rss_mb"],
                                 "children_rss_mb": r["children_rss_mb"],
                                 "images_per_second": r["images_per_second"],
                                 "cpu_ms_per_image": r["cpu_ms_per_image"], "cache_bytes": r["cache_bytes"],
+                                "cache_files": r.get("cache_files"), "seconds": r["seconds"],
                                 "load1": r["load1"], "cpu_pressure_avg10": r["cpu_pressure_avg10"]})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -447,11 +452,13 @@ def main(argv=None) -> int:
             f" (target ≥ {v['target']:g}: {'met' if v['value'] >= v['target'] else 'MISSED'})")
         print(f"- {k}: **{v['value']:.2f}**{verdict}")
     if scaling:
-        print("\n| images | peak RSS main (MB) | peak RSS workers (MB) | images/s | cache bytes/image |")
-        print("|---:|---:|---:|---:|---:|")
+        print("\n| images | seconds | images/s | peak RSS main (MB) | peak RSS workers (MB) | cache MB "
+              "| cache bytes/image | cache Parquet files |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
         for s in scaling:
-            print(f"| {s['images']} | {s['rss_mb']:.0f} | {s['children_rss_mb']:.0f} | "
-                  f"{s['images_per_second']:.1f} | {s['cache_bytes'] / max(1, s['images']):.0f} |")
+            print(f"| {s['images']} | {s['seconds']:.1f} | {s['images_per_second']:.1f} | {s['rss_mb']:.0f} | "
+                  f"{s['children_rss_mb']:.0f} | {s['cache_bytes'] / 1e6:.1f} | "
+                  f"{s['cache_bytes'] / max(1, s['images']):.0f} | {s.get('cache_files')} |")
     if args.out:
         write_out(Path(args.out), {"command": cmd, "machine": machine, "data": args.data, "bmp": args.bmp,
                                    "backbone": args.backbone, "weights": args.weights,
