@@ -216,6 +216,8 @@ def run_extractor(
     num_workers: Optional[int] = None,
     chunk_size: int = 256,
     progress: bool = True,
+    cache: Optional[FeatureCache] = None,
+    stats: Optional[tuple] = None,
 ) -> ExtractionSummary:
     """Extract the images of ``table`` that are not cached yet.
 
@@ -235,14 +237,20 @@ def run_extractor(
         Images per cache chunk (what an interruption may lose at most).
     progress : bool
         Show a progress bar on stderr.
+    cache, stats : optional
+        The extractor's :class:`FeatureCache` and ``stat_images`` of the
+        table's paths, when the caller already has them (``extract`` shares
+        them with :func:`load_feature_set`, so the cache index is read and
+        the files are stat'ed once).
     """
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    cache = FeatureCache(cache_dir, root, extractor.config, extractor.feature_names)
+    if cache is None:
+        cache = FeatureCache(cache_dir, root, extractor.config, extractor.feature_names)
     ids = table["id"].tolist()
     paths = table["path"].tolist()
-    sizes, mtimes = stat_images(paths)
+    sizes, mtimes = stat_images(paths) if stats is None else stats
     cached = cache.cached_mask(ids, sizes, mtimes)
     todo = np.flatnonzero(~cached)
     skipped = []
@@ -314,15 +322,18 @@ def run_extractor(
     )
 
 
-def load_feature_set(table: pd.DataFrame, root: str, extractor: Extractor, cache_dir, layout: str = "") -> FeatureSet:
+def load_feature_set(table: pd.DataFrame, root: str, extractor: Extractor, cache_dir, layout: str = "",
+                     *, cache: Optional[FeatureCache] = None, stats: Optional[tuple] = None) -> FeatureSet:
     """Assemble a :class:`FeatureSet` from the cache for the images of ``table``.
 
     Images that are not cached (skipped as unreadable) are left out.
+    ``cache`` and ``stats`` are as in :func:`run_extractor`.
     """
     from . import __version__
 
-    cache = FeatureCache(cache_dir, root, extractor.config, extractor.feature_names)
-    sizes, mtimes = stat_images(table["path"].tolist())
+    if cache is None:
+        cache = FeatureCache(cache_dir, root, extractor.config, extractor.feature_names)
+    sizes, mtimes = stat_images(table["path"].tolist()) if stats is None else stats
     present = cache.cached_mask(table["id"].tolist(), sizes, mtimes)
     sub = table.loc[present]
     rows = cache.rows(sub["id"].tolist())
@@ -426,12 +437,17 @@ def extract(
                             device=device, precision=precision, batch_size=batch_size)
         for n in names
     }
+    # one cache object per extractor and one stat of every file, shared by the
+    # extraction and the assembly of the feature sets (the index is read once)
+    caches = {n: FeatureCache(cache_dir, root, ex.config, ex.feature_names) for n, ex in extractors.items()}
+    stats = stat_images(table["path"].tolist())
     summaries = [
-        run_extractor(table, root, ex, cache_dir, num_workers=num_workers,
-                      chunk_size=chunk_size, progress=progress)
-        for ex in extractors.values()
+        run_extractor(table, root, ex, cache_dir, num_workers=num_workers, chunk_size=chunk_size,
+                      progress=progress, cache=caches[n], stats=stats)
+        for n, ex in extractors.items()
     ]
-    singles = {n: load_feature_set(table, root, ex, cache_dir, layout) for n, ex in extractors.items()}
+    singles = {n: load_feature_set(table, root, ex, cache_dir, layout, cache=caches[n], stats=stats)
+               for n, ex in extractors.items()}
     for n, fs in singles.items():
         if len(fs) == 0:
             raise ExtractionError(

@@ -96,6 +96,31 @@ def test_second_run_comes_from_cache(cnmc_folders, tmp_path):
     np.testing.assert_array_equal(fs1.X, fs2.X)
 
 
+def test_rerun_reads_the_cache_index_and_stats_the_files_once(cnmc_folders, tmp_path, monkeypatch):
+    """A run that finds everything cached reads each chunk's metadata once, stats each image once."""
+    import leukbench.cache as cache_module
+    import leukbench.extraction as extraction_module
+
+    run(cnmc_folders, tmp_path / "c", chunk_size=8)  # 18 images: 3 chunks
+    meta_reads, stats = [], []
+    real_read, real_stat = pd.read_parquet, cache_module.stat_images
+
+    def spy_read(path, *a, columns=None, **kw):
+        meta_reads.append(os.path.basename(path))
+        return real_read(path, *a, columns=columns, **kw)
+
+    def spy_stat(paths):
+        stats.append(len(paths))
+        return real_stat(paths)
+
+    monkeypatch.setattr("leukbench.cache.pd.read_parquet", spy_read)
+    monkeypatch.setattr(extraction_module, "stat_images", spy_stat)
+    fs, (s,) = run(cnmc_folders, tmp_path / "c")
+    assert s.n_cached == 18 and len(fs) == 18
+    assert sorted(meta_reads) == sorted(p.name for p in (tmp_path / "c").rglob("chunk-*.parquet"))
+    assert stats == [18]
+
+
 def test_incremental_extraction_equals_one_run(tmp_path):
     data = make_cnmc_folders(tmp_path / "d", {"all": ["1", "2"], "hem": ["H1", "H2"]})
     run(data, tmp_path / "inc")
