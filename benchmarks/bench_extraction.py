@@ -27,6 +27,9 @@ the same backbone:
     of ``leukbench-bf16`` (fast only on CPUs with native bfloat16).
 ``decode``
     decoding + resizing alone (PIL, one process): the cost to hide.
+``stages``
+    what leukbench does to each image before the network, timed stage by
+    stage in one thread: decode, the two audit fingerprints, resize + crop.
 ``leukbench``
     ``leukbench.extract`` end to end into a fresh cache (decoding in worker
     processes, fingerprints, cache writes, building the model).
@@ -232,6 +235,32 @@ def variant_decode(root: Path, backbone: str, weights: str, limit: int) -> dict:
     return t.result(len(paths))
 
 
+def variant_stages(root: Path, backbone: str, weights: str, limit: int) -> dict:
+    """Everything leukbench does to an image before the network, stage by stage, one thread."""
+    from leukbench.audit import difference_hash, pixel_hash
+    from leukbench.features.deep import preprocess_for
+    from leukbench.images import load_image
+
+    pre = preprocess_for(backbone)
+    paths = _images(root, limit)["path"].tolist()
+    spent = dict.fromkeys(("decode", "pixel hash", "difference hash", "resize + crop"), 0.0)
+    clock = time.perf_counter
+    with Timer() as t:
+        for p in paths:
+            t0 = clock()
+            image = load_image(p)
+            t1 = clock()
+            pixel_hash(image)
+            t2 = clock()
+            difference_hash(image)
+            t3 = clock()
+            pre.resize_crop(image)
+            t4 = clock()
+            for k, dt in zip(spent, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                spent[k] += dt
+    return t.result(len(paths), stages_ms={k: 1000 * v / max(1, len(paths)) for k, v in spent.items()})
+
+
 def _extract(root: Path, features: str, weights: str, limit: int, precision: str = "auto") -> dict:
     import timm  # noqa: F401 - torch, torchvision and timm are imported before timing,
     import torchvision  # noqa: F401 - as in the other variants (naive imports them first too)
@@ -264,7 +293,7 @@ def variant_handcrafted(root: Path, backbone: str, weights: str, limit: int) -> 
 
 VARIANTS = {"naive": variant_naive, "model": variant_model, "model-folded": variant_model_folded,
             "model-nchw": variant_model_nchw, "model-bf16": variant_model_bf16,
-            "decode": variant_decode, "leukbench": variant_leukbench, "leukbench-bf16": variant_leukbench_bf16,
+            "decode": variant_decode, "stages": variant_stages, "leukbench": variant_leukbench, "leukbench-bf16": variant_leukbench_bf16,
             "handcrafted": variant_handcrafted}
 
 
@@ -444,6 +473,10 @@ def main(argv=None) -> int:
         print(f"| {v} | {r['images']} | {r['seconds']:.1f} | {r['images_per_second']:.1f}{med} | "
               f"{r['cpu_ms_per_image']:.0f} | {r['rss_mb']:.0f} | {r['children_rss_mb']:.0f} | "
               f"{r['load1']:.1f} | {r['cpu_pressure_avg10']:.0f} |")
+    if "stages" in results:
+        st = results["stages"]["stages_ms"]
+        print("\nPer image before the network (`stages`, one thread, ms): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in st.items()) + f"; total {sum(st.values()):.2f}")
     ratios = ratios_of(results)
     if ratios:
         print()

@@ -65,10 +65,13 @@ def test_bench_extraction(jpeg_folder, tmp_path, capsys):
     bench = load("bench_extraction")
     out_json = tmp_path / "x.json"
     rc = bench.main(["--data", str(jpeg_folder), "--limit", "8", "--variants",
-                     "model,decode,leukbench,model-bf16,leukbench-bf16", "--out", str(out_json)])
+                     "model,decode,stages,leukbench,model-bf16,leukbench-bf16", "--out", str(out_json)])
     assert rc == 0
     res = json.loads(out_json.read_text())
-    assert set(res["results"]) == {"model", "decode", "leukbench", "model-bf16", "leukbench-bf16"}
+    assert set(res["results"]) == {"model", "decode", "stages", "leukbench", "model-bf16", "leukbench-bf16"}
+    stages = res["results"]["stages"]["stages_ms"]
+    assert list(stages) == ["decode", "pixel hash", "difference hash", "resize + crop"]
+    assert all(v > 0 for v in stages.values())
     assert res["results"]["leukbench"]["images"] == 8
     assert res["results"]["leukbench"]["cache_bytes"] > 0
     assert all(r["images_per_second"] > 0 and r["rss_mb"] > 0 for r in res["results"].values())
