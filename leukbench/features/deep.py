@@ -934,6 +934,12 @@ class DeepExtractor(Extractor):
                     "emulated and slower than float32; use --precision float32",
                     RuntimeWarning, stacklevel=2,
                 )
+            if self.precision == "bfloat16" and self.device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+                warnings.warn(
+                    f"{self.device} has no native bfloat16 (it needs an Ampere or newer GPU); "
+                    "use --precision float16 or float32",
+                    RuntimeWarning, stacklevel=2,
+                )
             model = _build(self._spec, self._kind, self._path, self.seed, with_head=False)
             if not self.device.startswith("cuda"):
                 # CPU: batch norms folded into the convolutions (same features up to
