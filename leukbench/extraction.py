@@ -52,6 +52,10 @@ class ExtractionSummary:
     seconds: float
     cache_path: str
     skipped_csv: Optional[str] = None
+    #: images whose features were copied from another extractor's columns in
+    #: this run (a handcrafted group next to ``handcrafted``), and its name
+    n_copied: int = 0
+    copied_from: Optional[str] = None
 
     @property
     def images_per_second(self) -> float:
@@ -61,8 +65,9 @@ class ExtractionSummary:
         """Human-readable summary lines (printed by the CLI)."""
         out = [
             f"{self.description}",
-            f"  images found {self.n_found}, extracted {self.n_extracted}, "
-            f"from cache {self.n_cached}, skipped {len(self.skipped)}",
+            f"  images found {self.n_found}, extracted {self.n_extracted}, from cache {self.n_cached}, "
+            + (f"copied from {self.copied_from}'s columns {self.n_copied}, " if self.n_copied else "")
+            + f"skipped {len(self.skipped)}",
         ]
         if self.n_extracted:
             out.append(f"  time {self.seconds:.1f} s, {self.images_per_second:.1f} images/s")
@@ -322,6 +327,47 @@ def run_extractor(
     )
 
 
+def column_source(extractor: Extractor, others: Sequence[Extractor]) -> Optional[Extractor]:
+    """Another extractor of the same run that computes all of ``extractor``'s columns.
+
+    Only the handcrafted groups qualify (``morphology``, ``texture`` and
+    ``color`` are columns of ``handcrafted``, computed from one cell mask with
+    the same settings), so that asking for a group next to ``handcrafted``
+    does not segment every cell twice.
+    """
+    from .features.handcrafted import HandcraftedExtractor
+
+    if not isinstance(extractor, HandcraftedExtractor):
+        return None
+
+    def settings(ex):
+        c = ex.config
+        return c.segment, c.grayscale, tuple(kv for kv in c.options if kv[0] != "groups")
+
+    for other in others:
+        if (other is not extractor and isinstance(other, HandcraftedExtractor)
+                and set(extractor.groups) < set(other.groups) and settings(other) == settings(extractor)):
+            return other
+    return None
+
+
+def copy_columns(source: FeatureCache, target: FeatureCache, ids: Sequence[str], stats: tuple,
+                 chunk_size: int = 256) -> int:
+    """Write into ``target`` the rows ``source`` has and ``target`` lacks, restricted to
+    ``target``'s feature columns. Returns the number of images copied."""
+    sizes, mtimes = stats
+    want = source.cached_mask(ids, sizes, mtimes) & ~target.cached_mask(ids, sizes, mtimes)
+    take = [i for i, ok in zip(ids, want) if ok]
+    pos = {n: k for k, n in enumerate(source.feature_names)}
+    cols = [pos[n] for n in target.feature_names]
+    for start in range(0, len(take), chunk_size):
+        part = take[start:start + chunk_size]
+        meta = source.rows(part)
+        target.write_chunk(part, meta["size"], meta["mtime_ns"], meta["pixel_hash"].tolist(),
+                           meta["dhash"].tolist(), meta["seg_fallback"], source.matrix(part)[:, cols])
+    return len(take)
+
+
 def load_feature_set(table: pd.DataFrame, root: str, extractor: Extractor, cache_dir, layout: str = "",
                      *, cache: Optional[FeatureCache] = None, stats: Optional[tuple] = None) -> FeatureSet:
     """Assemble a :class:`FeatureSet` from the cache for the images of ``table``.
@@ -441,11 +487,18 @@ def extract(
     # extraction and the assembly of the feature sets (the index is read once)
     caches = {n: FeatureCache(cache_dir, root, ex.config, ex.feature_names) for n, ex in extractors.items()}
     stats = stat_images(table["path"].tolist())
-    summaries = [
-        run_extractor(table, root, ex, cache_dir, num_workers=num_workers, chunk_size=chunk_size,
-                      progress=progress, cache=caches[n], stats=stats)
-        for n, ex in extractors.items()
-    ]
+    sources = {n: column_source(ex, list(extractors.values())) for n, ex in extractors.items()}
+    order = sorted(extractors, key=lambda n: sources[n] is not None)  # sources run first
+    by_name = {}
+    for n in order:
+        ex, src = extractors[n], sources[n]
+        copied = copy_columns(caches[src.name], caches[n], table["id"].tolist(), stats, chunk_size) if src else 0
+        by_name[n] = run_extractor(table, root, ex, cache_dir, num_workers=num_workers, chunk_size=chunk_size,
+                                   progress=progress, cache=caches[n], stats=stats)
+        if copied:  # cached by the copy just made, not by an earlier run
+            by_name[n].n_copied, by_name[n].copied_from = copied, src.name
+            by_name[n].n_cached -= copied
+    summaries = [by_name[n] for n in extractors]
     singles = {n: load_feature_set(table, root, ex, cache_dir, layout, cache=caches[n], stats=stats)
                for n, ex in extractors.items()}
     for n, fs in singles.items():

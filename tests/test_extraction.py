@@ -359,3 +359,43 @@ def test_extraction_in_many_chunks_is_compacted_and_unchanged(tmp_path, monkeypa
     again, (s2,) = run(data, tmp_path / "c")
     assert s2.n_cached == 72 and s2.n_extracted == 0
     np.testing.assert_array_equal(again.X, once.X)
+
+
+def test_handcrafted_groups_are_taken_from_handcrafted(cnmc_folders, tmp_path, monkeypatch):
+    """Asked for next to `handcrafted`, a group is copied from its columns, not computed again."""
+    from leukbench.features import handcrafted as hc
+
+    calls = []
+    real = hc.HandcraftedExtractor.features
+
+    def counting(self, image):
+        calls.append(self.name)
+        return real(self, image)
+
+    monkeypatch.setattr(hc.HandcraftedExtractor, "features", counting)
+    sets, summaries = extract(cnmc_folders, "morphology,handcrafted,color", cache_dir=tmp_path / "c",
+                              progress=False, num_workers=0, return_summaries=True)
+    assert sorted(set(calls)) == ["handcrafted"] and len(calls) == 18  # one segmentation per cell
+    by_name = {s.extractor: s for s in summaries}
+    assert [s.extractor for s in summaries] == ["morphology", "handcrafted", "color"]  # asked order
+    m = by_name["morphology"]
+    assert (m.n_copied, m.n_extracted, m.n_cached) == (18, 0, 0)
+    assert "from cache 0, copied from handcrafted's columns 18, skipped 0" in by_name["color"].lines()[1]
+    full = sets["handcrafted"]
+    for name in ("morphology", "color"):
+        part = sets[name]
+        assert list(part.ids) == list(full.ids)
+        cols = [full.feature_names.index(n) for n in part.feature_names]
+        np.testing.assert_array_equal(part.X, full.X[:, cols])
+        np.testing.assert_array_equal(part.pixel_hashes, full.pixel_hashes)
+    # the copies are ordinary cache entries: the same numbers as computing the group alone
+    calls.clear()
+    alone, (s,) = extract(cnmc_folders, "morphology", cache_dir=tmp_path / "fresh", progress=False,
+                          num_workers=0, return_summaries=True)
+    assert s.n_extracted == 18 and s.n_copied == 0 and len(calls) == 18
+    np.testing.assert_array_equal(alone.X, sets["morphology"].X)
+    calls.clear()
+    again, (s,) = extract(cnmc_folders, "morphology", cache_dir=tmp_path / "c", progress=False,
+                          num_workers=0, return_summaries=True)
+    assert s.n_cached == 18 and not calls
+    np.testing.assert_array_equal(again.X, sets["morphology"].X)
