@@ -961,7 +961,9 @@ class DeepExtractor(Extractor):
         if self.precision != "float32" or not self.device.startswith("cuda"):
             return contextlib.nullcontext()
         c = torch.backends.cudnn
-        return c.flags(enabled=c.enabled, benchmark=c.benchmark, deterministic=c.deterministic, allow_tf32=False)
+        keep = {"benchmark_limit": c.benchmark_limit} if hasattr(c, "benchmark_limit") else {}
+        return c.flags(enabled=c.enabled, benchmark=c.benchmark, deterministic=c.deterministic,
+                       allow_tf32=False, **keep)
 
     # -- extraction ---------------------------------------------------------
     def prepare(self, image: np.ndarray) -> np.ndarray:
