@@ -194,8 +194,6 @@ class FeatureCache:
         X = np.asarray(X, dtype=np.float32)
         if X.shape != (len(ids), len(self.feature_names)):
             raise ValueError(f"chunk has shape {X.shape}, expected ({len(ids)}, {len(self.feature_names)})")
-        import pyarrow.parquet as pq
-
         table = arrow_table({
             "id": string_column(ids),
             "size": np.asarray(list(sizes), dtype=np.int64),
@@ -204,11 +202,8 @@ class FeatureCache:
             "dhash": string_column(dhashes),
             "seg_fallback": np.asarray(list(seg_fallback), dtype=bool),
         }, X, self.feature_names)
-        name = f"chunk-{time.time_ns():020d}-{uuid.uuid4().hex[:6]}.parquet"
-        final = self.path / name
-        tmp = self.path / f".tmp-{name}"
-        pq.write_table(table, tmp)
-        os.replace(tmp, final)
+        final = self.path / f"chunk-{time.time_ns():020d}-{uuid.uuid4().hex[:6]}.parquet"
+        write_table_atomically(table, final)
         self._index = None
         return final
 
@@ -255,9 +250,7 @@ class FeatureCache:
             last = {id_: i for i, id_ in enumerate(ids)}
             table = table.take(pa.array(sorted(last.values()), type=pa.int64()))
             final = members[-1].with_name(members[-1].name[: -len(".parquet")] + "-merged.parquet")
-            tmp = final.with_name(f".tmp-{final.name}")
-            pq.write_table(table, tmp)
-            os.replace(tmp, final)
+            write_table_atomically(table, final)
             for f in members:
                 f.unlink(missing_ok=True)
             removed += len(members)
@@ -308,8 +301,22 @@ def _read_features(path: Path, names: List[str]) -> np.ndarray:
     return feature_matrix(pq.read_table(path, columns=names), names)
 
 
+def _tmp_beside(path: Path) -> Path:
+    """A hidden temporary name in ``path``'s folder (never matches ``chunk-*``)."""
+    return path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
+
+
+def write_table_atomically(table, path: Path) -> None:
+    """Write an Arrow table to ``path`` as Parquet: whole, or not at all."""
+    import pyarrow.parquet as pq
+
+    tmp = _tmp_beside(path)
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
+    tmp = _tmp_beside(path)
     with open(tmp, "wb") as fh:
         fh.write(data)
     os.replace(tmp, path)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -135,9 +134,7 @@ class FeatureSet:
         per feature; the name, feature names and provenance go in the file's
         metadata (key ``leukbench``).  :meth:`load` reads it back.
         """
-        import pyarrow.parquet as pq
-
-        from .cache import arrow_table, string_column
+        from .cache import arrow_table, string_column, write_table_atomically
 
         path = Path(path)
         none = [None] * len(self)
@@ -155,9 +152,7 @@ class FeatureSet:
             b"leukbench": json.dumps(info, default=str).encode(),
         })
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
+        write_table_atomically(table, path)
         return path
 
     @classmethod
