@@ -487,12 +487,13 @@ def extract(
     # extraction and the assembly of the feature sets (the index is read once)
     caches = {n: FeatureCache(cache_dir, root, ex.config, ex.feature_names) for n, ex in extractors.items()}
     stats = stat_images(table["path"].tolist())
+    ids = table["id"].tolist()
     sources = {n: column_source(ex, list(extractors.values())) for n, ex in extractors.items()}
     order = sorted(extractors, key=lambda n: sources[n] is not None)  # sources run first
     by_name = {}
     for n in order:
         ex, src = extractors[n], sources[n]
-        copied = copy_columns(caches[src.name], caches[n], table["id"].tolist(), stats, chunk_size) if src else 0
+        copied = copy_columns(caches[src.name], caches[n], ids, stats, chunk_size) if src else 0
         by_name[n] = run_extractor(table, root, ex, cache_dir, num_workers=num_workers, chunk_size=chunk_size,
                                    progress=progress, cache=caches[n], stats=stats)
         if copied:  # cached by the copy just made, not by an earlier run
