@@ -351,6 +351,25 @@ def column_source(extractor: Extractor, others: Sequence[Extractor]) -> Optional
     return None
 
 
+def cached_column_source(extractor: Extractor, cache_dir, root) -> Optional[tuple]:
+    """A cache of an earlier run that holds all of ``extractor``'s columns.
+
+    For a handcrafted group asked for without ``handcrafted``: the cache of
+    ``handcrafted`` with the same settings, when one exists for this dataset.
+    Returns ``(source extractor, its FeatureCache)`` or ``None``.
+    """
+    from .features.handcrafted import HandcraftedExtractor
+
+    if not isinstance(extractor, HandcraftedExtractor):
+        return None
+    full = create_extractor("handcrafted", segment=extractor.config.segment,
+                            grayscale=extractor.config.grayscale)
+    if column_source(extractor, [full]) is None:
+        return None
+    cache = FeatureCache(cache_dir, root, full.config, full.feature_names)
+    return (full, cache) if cache.chunk_files() else None
+
+
 def copy_columns(source: FeatureCache, target: FeatureCache, ids: Sequence[str], stats: tuple,
                  chunk_size: int = 256) -> int:
     """Write into ``target`` the rows ``source`` has and ``target`` lacks, restricted to
@@ -488,12 +507,19 @@ def extract(
     caches = {n: FeatureCache(cache_dir, root, ex.config, ex.feature_names) for n, ex in extractors.items()}
     stats = stat_images(table["path"].tolist())
     ids = table["id"].tolist()
-    sources = {n: column_source(ex, list(extractors.values())) for n, ex in extractors.items()}
-    order = sorted(extractors, key=lambda n: sources[n] is not None)  # sources run first
+    # a handcrafted group takes its columns from `handcrafted` of this run, or
+    # else from `handcrafted`'s cache of an earlier run, instead of segmenting
+    # every cell again
+    sources = {}
+    for n, ex in extractors.items():
+        src = column_source(ex, list(extractors.values()))
+        sources[n] = (src, caches[src.name]) if src else cached_column_source(ex, cache_dir, root)
+    in_run = {n: s is not None and s[0].name in extractors for n, s in sources.items()}
+    order = sorted(extractors, key=lambda n: in_run[n])  # sources of this run go first
     by_name = {}
     for n in order:
-        ex, src = extractors[n], sources[n]
-        copied = copy_columns(caches[src.name], caches[n], ids, stats, chunk_size) if src else 0
+        ex, (src, src_cache) = extractors[n], sources[n] or (None, None)
+        copied = copy_columns(src_cache, caches[n], ids, stats, chunk_size) if src else 0
         by_name[n] = run_extractor(table, root, ex, cache_dir, num_workers=num_workers, chunk_size=chunk_size,
                                    progress=progress, cache=caches[n], stats=stats)
         if copied:  # cached by the copy just made, not by an earlier run

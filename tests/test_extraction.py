@@ -398,4 +398,14 @@ def test_handcrafted_groups_are_taken_from_handcrafted(cnmc_folders, tmp_path, m
     again, (s,) = extract(cnmc_folders, "morphology", cache_dir=tmp_path / "c", progress=False,
                           num_workers=0, return_summaries=True)
     assert s.n_cached == 18 and not calls
+    # asked for alone in a later run, a group is copied from `handcrafted`'s cache
+    texture, (s,) = extract(cnmc_folders, "texture", cache_dir=tmp_path / "c", progress=False,
+                            num_workers=0, return_summaries=True)
+    assert (s.n_copied, s.copied_from, s.n_extracted, s.n_cached) == (18, "handcrafted", 0, 0) and not calls
+    cols = [full.feature_names.index(n) for n in texture.feature_names]
+    np.testing.assert_array_equal(texture.X, full.X[:, cols])
+    # ... but only from a cache with the same settings: segmented cells are computed
+    seg, (s,) = extract(cnmc_folders, "texture", segment=True, cache_dir=tmp_path / "c", progress=False,
+                        num_workers=0, return_summaries=True)
+    assert s.n_copied == 0 and s.n_extracted == 18 and len(calls) == 18
     np.testing.assert_array_equal(again.X, sets["morphology"].X)
