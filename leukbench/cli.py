@@ -41,7 +41,10 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
                    help="decoding workers: threads between the batches of a network on the CPU, "
                         "processes beside a GPU or for handcrafted features (default: by core count)")
     p.add_argument("--cache-dir", default=None, metavar="DIR",
-                   help="feature cache (default: $LEUKBENCH_CACHE_DIR or ~/.cache/leukbench)")
+                   help="feature cache (default: $LEUKBENCH_CACHE_DIR, else $XDG_CACHE_HOME/leukbench, "
+                        "else ~/.cache/leukbench)")
+    p.add_argument("--chunk-size", type=int, default=256, metavar="N",
+                   help="images per cache chunk, the most an interruption can lose (default: 256)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
@@ -58,8 +61,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("extract", help="compute (or update) the cached feature matrix of a dataset")
     _add_data_options(ex)
-    ex.add_argument("--chunk-size", type=int, default=256, metavar="N",
-                    help="images per cache chunk, the most an interruption can lose (default: 256)")
     ex.add_argument("--out", default=None, metavar="DIR",
                     help="also write each feature set to DIR/<name>.parquet (FeatureSet.load reads it)")
 
@@ -104,7 +105,7 @@ def _extract(args, *, print_summary: bool = True):
         num_workers=args.num_workers,
         cache_dir=args.cache_dir,
         subject_regex=args.subject_regex,
-        chunk_size=getattr(args, "chunk_size", 256),
+        chunk_size=args.chunk_size,
         progress=not args.quiet,
         return_summaries=True,
     )
@@ -167,7 +168,8 @@ def cmd_compare(args) -> int:
     result.save(out, feature_sets=sets)
     print()
     print(markdown_summary(result).rstrip("\n"))
-    print(f"\nresults: {out}/ (report.html, table.md, table.csv, folds.csv, predictions.csv, run.json)")
+    print(f"\nresults: {out}/ (report.html, table.md, table.csv, folds.csv, predictions.csv, "
+          "audit_pairs.csv, run.json, plots/)")
     return EXIT_OK
 
 

@@ -460,7 +460,7 @@ def extract(
         (deep backbones only).
     segment, grayscale : bool
         Crop to the segmented cell / convert to grayscale before extraction.
-    device : {"auto", "cpu", "cuda"}
+    device : {"auto", "cpu", "cuda", "cuda:N", "mps"}
     precision : {"auto", "float32", "float16", "bfloat16"}
         Arithmetic of the deep backbones (see
         :class:`leukbench.features.deep.DeepExtractor`); autocast features
