@@ -259,9 +259,11 @@ class FeatureCache:
         return removed
 
     def size_bytes(self) -> int:
+        """Bytes of all chunk files on disk."""
         return sum(f.stat().st_size for f in self.chunk_files())
 
     def describe(self) -> Dict[str, object]:
+        """``{"path", "chunks", "bytes"}`` of this cache, for reports."""
         return {"path": str(self.path), "chunks": len(self.chunk_files()), "bytes": self.size_bytes()}
 
 

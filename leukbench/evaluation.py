@@ -687,16 +687,47 @@ class ComparisonResult:
         return write_report(self, out_dir, feature_sets=feature_sets, plots=plots)
 
     def plot_metric_bars(self, metric: str = "Balanced Accuracy", **kw):
+        """Bars of ``metric`` per row, best first, std over folds as error bars.
+
+        Parameters
+        ----------
+        metric : str
+            A column of :attr:`table` (``"ROC AUC"``, ``"F1 Score"`` ...).
+        **kw
+            ``ax``: a matplotlib Axes to draw into.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
         from .reporting import plot_metric_bars
 
         return plot_metric_bars(self, metric, **kw)
 
     def plot_roc_curves(self, top: int = 3, **kw):
+        """ROC curves (scores pooled over folds) of the best ``top`` successful rows.
+
+        Parameters
+        ----------
+        top : int
+        **kw
+            ``ax``: a matplotlib Axes to draw into.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
         from .reporting import plot_roc_curves
 
         return plot_roc_curves(self, top=top, **kw)
 
     def plot_confusion_matrices(self, top: int = 3, **kw):
+        """Pooled out-of-fold confusion matrices of the best ``top`` successful rows.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
         from .reporting import plot_confusion_matrices
 
         return plot_confusion_matrices(self, top=top, **kw)

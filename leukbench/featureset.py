@@ -87,6 +87,7 @@ class FeatureSet:
         return sorted({str(v) for v in self.y if v is not None and v == v and v != ""})
 
     def class_counts(self) -> Dict[str, int]:
+        """Images per label, labels sorted; unlabelled images are not counted."""
         s = pd.Series([v for v in self.y if v is not None and v == v and v != ""], dtype=object)
         return {str(k): int(v) for k, v in s.value_counts().sort_index().items()}
 
