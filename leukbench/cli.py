@@ -12,6 +12,27 @@ from typing import List, Optional
 EXIT_OK, EXIT_NOTHING, EXIT_USAGE = 0, 1, 2
 
 
+def _count(minimum: int):
+    """argparse type: an integer of at least ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum} (got {value})")
+        return value
+    return parse
+
+
+def _n_jobs(text: str) -> int:
+    """argparse type of --n-jobs: a positive count, or -1 (all cores), -2 (all but one) ..."""
+    value = _count(-10**6)(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("0 is not a number of jobs; use 1, N, or -1 for all cores")
+    return value
+
+
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", nargs="?", default=None,
                    help="image folder or CSV manifest (default: the bundled C-NMC sample)")
@@ -35,15 +56,15 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
                    help="arithmetic of the deep backbones: auto (float16 autocast on CUDA, float32 "
                         "elsewhere) | float32 | float16 (CUDA) | bfloat16 (autocast; fast on CPUs with "
                         "AVX-512 BF16 or AMX). Autocast features are cached apart (default: auto)")
-    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+    p.add_argument("--batch-size", type=_count(1), default=None, metavar="N",
                    help="images per network batch (deep backbones; default: 16 on the CPU, 32 on a GPU)")
-    p.add_argument("--num-workers", type=int, default=None, metavar="N",
+    p.add_argument("--num-workers", type=_count(0), default=None, metavar="N",
                    help="decoding workers: threads between the batches of a network on the CPU, "
                         "processes beside a GPU or for handcrafted features (default: by core count)")
     p.add_argument("--cache-dir", default=None, metavar="DIR",
                    help="feature cache (default: $LEUKBENCH_CACHE_DIR, else $XDG_CACHE_HOME/leukbench, "
                         "else ~/.cache/leukbench)")
-    p.add_argument("--chunk-size", type=int, default=256, metavar="N",
+    p.add_argument("--chunk-size", type=_count(1), default=256, metavar="N",
                    help="images per cache chunk, the most an interruption can lose (default: 256)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
@@ -75,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--cv", type=int, default=5, metavar="K", help="folds (default: 5)")
     cp.add_argument("--repeats", type=int, default=1, metavar="R", help="repeated CV (default: 1)")
     cp.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
-    cp.add_argument("--n-jobs", type=int, default=1, metavar="N", help="parallel fits (default: 1; -1 all cores)")
+    cp.add_argument("--n-jobs", type=_n_jobs, default=1, metavar="N", help="parallel fits (default: 1; -1 all cores)")
     cp.add_argument("--timeout", type=float, default=None, metavar="S",
                     help="stop any single fit after S seconds (recorded as timeout)")
     cp.add_argument("--sort", default="Balanced Accuracy", metavar="METRIC",
@@ -89,11 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _extract(args, *, print_summary: bool = True):
+def _extract(args, data=None, *, print_summary: bool = True):
     from .extraction import extract
 
     result, summaries = extract(
-        args.data,
+        args.data if data is None else data,
         args.features,
         layout=args.layout,
         weights=args.weights,
@@ -120,6 +141,8 @@ def cmd_extract(args) -> int:
 
     t0 = time.perf_counter()
     data = args.data if args.data is not None else datasets.sample_root()
+    if args.out:
+        _check_writable_folder(args.out, "--out")
     result, summaries = _extract(args)
     sets = result if isinstance(result, dict) else {result.name: result}
     for name, fs in sets.items():
@@ -136,9 +159,19 @@ def cmd_compare(args) -> int:
     from .reporting import markdown_summary
 
     data = args.data if args.data is not None else datasets.sample_root()
+    # everything that can be checked is checked before any extraction
+    if args.classifiers is not None and not args.classifiers.strip(","):
+        raise ValueError("--classifiers is empty; name classifiers to run, or leave it out for the battery")
     check_options(classifiers=args.classifiers, battery=args.battery, split=args.split, cv=args.cv,
-                  repeats=args.repeats, sort=args.sort, timeout=args.timeout)  # before any extraction
-    result_sets, _ = _extract(args)
+                  repeats=args.repeats, sort=args.sort, timeout=args.timeout)
+    out = Path(args.out) if args.out else Path("leukbench-results") / (
+        f"{Path(data).name or 'data'}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    _check_writable_folder(out, "--out")
+    table = datasets.discover(data, layout=args.layout, subject_regex=args.subject_regex)
+    if args.split == "predefined":
+        _check_predefined_split(table, data)
+    result_sets, _ = _extract(args, table)
     sets = list(result_sets.values()) if isinstance(result_sets, dict) else [result_sets]
     cache_dir = Path(args.cache_dir) if args.cache_dir else None
     if cache_dir is None:
@@ -162,9 +195,6 @@ def cmd_compare(args) -> int:
         progress=not args.quiet,
     )
     result.params["command"] = "leukbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    out = Path(args.out) if args.out else Path("leukbench-results") / (
-        f"{Path(data).name or 'data'}-{time.strftime('%Y%m%d-%H%M%S')}"
-    )
     result.save(out, feature_sets=sets)
     print()
     print(markdown_summary(result).rstrip("\n"))
@@ -173,10 +203,70 @@ def cmd_compare(args) -> int:
     return EXIT_OK
 
 
+def _check_writable_folder(path, option: str) -> None:
+    """Fail now, not after the work, when ``path`` cannot become a results folder.
+
+    Tried for real: the missing folders are created and removed again, an
+    existing folder gets a temporary file.
+    """
+    import tempfile
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path}: exists and is not a folder; give {option} a folder to write into")
+    missing, created = [], []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    try:
+        for m in reversed(missing):
+            m.mkdir()
+            created.append(m)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot write a folder here ({exc.strerror or exc}); "
+                         f"give {option} a writable folder") from None
+    finally:
+        for m in reversed(created):
+            try:
+                m.rmdir()
+            except OSError:
+                pass
+
+
+def _check_predefined_split(table, data) -> None:
+    """--split predefined needs labelled images in both splits; said before extracting."""
+    labelled = table[table["label"].astype(str) != ""] if "label" in table else table
+    counts = labelled["split"].value_counts() if len(labelled) else {}
+    n_train, n_test = int(counts.get("train", 0)), int(counts.get("test", 0))
+    if n_train == 0 or n_test == 0:
+        raise ValueError(f"{data}: --split predefined needs labelled images in both a train and a test "
+                         f"split (found {n_train} train, {n_test} test): give a C-NMC release with its "
+                         "test set or a manifest with a split column, or use --split cv")
+
+
+def _rejoin_dash_values(argv: List[str]) -> List[str]:
+    """``--classifiers -A,-B`` as ``--classifiers=-A,-B``: argparse would read
+    ``-A,-B`` as an option, but the documented exclude syntax starts with ``-``."""
+    out, i = [], 0
+    while i < len(argv):
+        value = argv[i + 1] if i + 1 < len(argv) else ""
+        if argv[i] == "--classifiers" and value.startswith("-") and not value.startswith("--") \
+                and value not in ("-q", "-h"):
+            out.append(f"--classifiers={value}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``leukbench`` command; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_rejoin_dash_values(sys.argv[1:] if argv is None else argv))
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE

@@ -126,12 +126,12 @@ def plan_splits(
         if len(train) == 0 or len(test) == 0:
             raise EvaluationError(
                 "split='predefined' needs labelled images in both the train and the test split "
-                f"(found {len(train)} train, {len(test)} test); use --split cv"
+                f"(found {len(train)} train, {len(test)} test); use split='cv' (--split cv)"
             )
         missing = sorted(set(y) - set(y[train]))
         if missing:
             raise EvaluationError(f"split='predefined': the train split has no image of class(es) "
-                                  f"{', '.join(map(str, missing))}; use --split cv")
+                                  f"{', '.join(map(str, missing))}; use split='cv' (--split cv)")
         desc = (f"Predefined split: trained on the {len(train)} labelled images of the train split, "
                 f"scored on the {len(test)} of the test split (one fold).")
         absent = sorted(set(y) - set(y[test]))

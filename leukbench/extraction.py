@@ -106,11 +106,30 @@ def parse_feature_spec(spec: Union[str, Sequence[str], None]) -> List[List[str]]
         if not all(parts):
             raise ValueError(f"feature set {str(item).strip()!r} has an empty name; "
                              "write a+b to combine two extractors")
+        _check_no_shared_columns("+".join(parts), parts)
         if parts not in sets:
             sets.append(parts)
     if not sets:
         raise ValueError(f"no feature extractor named in {spec!r}")
     return sets
+
+
+def _check_no_shared_columns(item: str, parts: Sequence[str]) -> None:
+    """Refuse ``a+a`` and a handcrafted group combined with ``handcrafted``:
+    either would give the feature set the same columns twice."""
+    from .features.handcrafted import GROUPS
+
+    def columns(name):  # what a part contributes, as far as overlaps go
+        return set(GROUPS) if name == "handcrafted" else {name}
+
+    for i, a in enumerate(parts):
+        for b in parts[i + 1:]:
+            if a == b:
+                raise ValueError(f"feature set {item!r} names {a} twice; write it once")
+            if columns(a) & columns(b):
+                group = a if a != "handcrafted" else b
+                raise ValueError(f"feature set {item!r} has the {group} columns twice (they are part of "
+                                 f"handcrafted); use handcrafted alone")
 
 
 # ---------------------------------------------------------------------------

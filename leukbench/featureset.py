@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -208,6 +209,10 @@ class FeatureSet:
             pos = {id_: i for i, id_ in enumerate(fs.ids)}
             blocks.append(fs.X[[pos[i] for i in base.ids]])
             names += list(fs.feature_names)
+        twice = sorted(n for n, k in Counter(names).items() if k > 1)
+        if twice:
+            raise ValueError(f"cannot combine {[fs.name for fs in sets]}: columns {twice[:3]}"
+                             f"{' ...' if len(twice) > 3 else ''} would appear twice")
         prov = {"combined": [fs.provenance for fs in sets]}
         return FeatureSet(
             name=name or "+".join(fs.name for fs in sets),

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
+from leukbench.datasets import load_sample
 from leukbench.classifiers import register_classifier
 from leukbench.evaluation import EvaluationError, compare, plan_splits, score_fold
 from leukbench.featureset import FeatureSet
@@ -389,10 +390,45 @@ def test_cli_checks_compare_options_before_extracting(tmp_path, capsys, monkeypa
         out, err = capsys.readouterr()
         assert code == 2 and message in err and "Traceback" not in err
         assert "images found" not in out  # nothing was extracted first
+    (tmp_path / "a-file").write_text("x")
+    sample = str(load_sample().attrs["root"])
+    for argv, message in (  # the data exists; still nothing may be extracted before the error
+        (["--classifiers", ""], "--classifiers is empty"),
+        (["--out", str(tmp_path / "a-file")], "a-file: exists and is not a folder"),
+        (["--out", str(tmp_path / "a-file" / "x")], "cannot write a folder here"),
+        (["--split", "predefined"], "found 159 train, 0 test"),
+        (["--n-jobs", "0"], "0 is not a number of jobs"),
+        (["--batch-size", "0"], "must be at least 1"),
+        (["--chunk-size", "-1"], "must be at least 1"),
+        (["--num-workers", "-1"], "must be at least 0"),
+    ):
+        try:
+            code = cli.main(["compare", sample, "--features", "handcrafted", "--cache-dir", str(tmp_path / "c"),
+                             "-q", *argv])
+        except SystemExit as exc:  # argparse's own usage error
+            code = exc.code
+        out, err = capsys.readouterr()
+        assert code == 2 and message in err and "Traceback" not in err, (argv, err)
+        assert "images found" not in out and not (tmp_path / "c").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # the --out probes left nothing
     monkeypatch.setitem(sys.modules, "lazypredict", None)  # not installed
     code = cli.main(["compare", str(tmp_path / "nowhere"), "--battery", "all", "-q"])
     err = capsys.readouterr().err
     assert code == 2 and "needs lazypredict" in err and "Traceback" not in err
+
+
+def test_cli_exclude_syntax_of_classifiers():
+    """`--classifiers -A,-B` (the documented exclude form) is a value, not an unknown option."""
+    from leukbench import cli
+    from leukbench.classifiers import DEFAULT_BATTERY, select_classifiers
+
+    for argv in (["compare", "--classifiers", "-GaussianNB,-SVC", "-q"],
+                 ["compare", "--classifiers=-GaussianNB,-SVC", "-q"]):
+        args = cli.build_parser().parse_args(cli._rejoin_dash_values(argv))
+        assert args.classifiers == "-GaussianNB,-SVC" and args.quiet
+        assert select_classifiers(args.classifiers) == [c for c in DEFAULT_BATTERY if c not in ("GaussianNB", "SVC")]
+    args = cli.build_parser().parse_args(cli._rejoin_dash_values(["compare", "--classifiers", "SVC", "-q"]))
+    assert args.classifiers == "SVC" and args.quiet
 
 
 def test_rerun_says_how_many_fits_came_from_the_cache(tmp_path):

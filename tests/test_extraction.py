@@ -71,6 +71,19 @@ def test_parse_feature_spec():
     assert parse_feature_spec("a, b ,") == [["a"], ["b"]]
     with pytest.raises(ValueError, match=r"'handcrafted\+' has an empty name"):
         parse_feature_spec("handcrafted+")
+    with pytest.raises(ValueError, match=r"'handcrafted\+handcrafted' names handcrafted twice"):
+        parse_feature_spec("handcrafted+handcrafted")
+    with pytest.raises(ValueError, match=r"'morphology\+handcrafted' has the morphology columns twice"):
+        parse_feature_spec("efficientnet_lite0,morphology+handcrafted")
+    assert parse_feature_spec("morphology+texture,handcrafted") == [["morphology", "texture"], ["handcrafted"]]
+
+
+def test_combine_refuses_repeated_columns(cnmc_folders, tmp_path):
+    from leukbench.featureset import FeatureSet
+
+    fs, _ = run(cnmc_folders, tmp_path / "cache")
+    with pytest.raises(ValueError, match="would appear twice"):
+        FeatureSet.combine([fs, fs])
 
 
 def test_featureset_from_folder(cnmc_folders, tmp_path):
