@@ -23,7 +23,7 @@ import csv
 import os
 import re
 from pathlib import Path
-from typing import Iterator, List, Optional, Set, Tuple
+from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 import pandas as pd
 
@@ -326,6 +326,7 @@ def load_manifest(csv_path, subject_regex=None) -> pd.DataFrame:
             f"expected path,label[,subject][,split], found {', '.join(man.columns)}"
         )
     rows = []
+    first_line: Dict[str, int] = {}  # image -> the manifest line that listed it first
     for i, r in enumerate(man.to_dict("records"), start=2):  # row 1 is the header
         rel = str(r["path"]).strip()
         full = os.path.normpath(os.path.join(root, rel))
@@ -334,8 +335,14 @@ def load_manifest(csv_path, subject_regex=None) -> pd.DataFrame:
                 f"{csv_path}:{i}: {rel!r} points outside the dataset root {root}; "
                 "manifest paths must be relative to the CSV's folder and stay below it"
             )
+        if os.path.isdir(full):
+            raise DatasetError(f"{csv_path}:{i}: {rel!r} is a folder, not an image; list one image file per row")
         if not os.path.isfile(full):
             raise DatasetError(f"{csv_path}:{i}: image {rel!r} does not exist; fix the path or remove the row")
+        if full in first_line:
+            raise DatasetError(f"{csv_path}:{i}: image {rel!r} is already listed on line {first_line[full]}; "
+                               "list each image once (one label, one subject, one split)")
+        first_line[full] = i
         label = str(r["label"]).strip()
         subj = str(r.get("subject", "") or "").strip() or subject_from_name(os.path.basename(full), rx)
         split = str(r.get("split", "") or "").strip().lower() or ("train" if label else "unlabeled")
@@ -401,6 +408,8 @@ def detect_layout(data) -> str:
     raise :class:`DatasetError`.
     """
     p = Path(data)
+    if p.suffix.lower() == ".csv" and not p.exists():
+        raise DatasetError(f"{p}: no such manifest; give the path of a CSV with columns path,label")
     if p.is_file():
         if p.suffix.lower() == ".csv":
             return "manifest"

@@ -126,6 +126,15 @@ def test_manifest_layout_and_errors(cnmc_folders):
     man.write_text("file,class\nx,y\n")
     with pytest.raises(DatasetError, match="lacks column"):
         discover(man)
+    man.write_text("path,label\nall/UID_1_1_1_all.bmp,all\nhem/UID_H1_1_1_hem.bmp,hem\n./all/UID_1_1_1_all.bmp,hem\n")
+    with pytest.raises(DatasetError, match=r"manifest.csv:4: image './all/UID_1_1_1_all.bmp' is already listed "
+                                           r"on line 2"):
+        discover(man)
+    man.write_text("path,label\nall,all\n")
+    with pytest.raises(DatasetError, match=r"manifest.csv:2: 'all' is a folder, not an image"):
+        discover(man)
+    with pytest.raises(DatasetError, match=r"nosuch.csv: no such manifest"):
+        discover(cnmc_folders / "nosuch.csv")
 
 
 def test_subject_regex(tmp_path):
