@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -11,6 +12,11 @@ import numpy as np
 IMAGE_EXTENSIONS = frozenset(
     {".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm", ".pbm"}
 )
+
+
+#: Bit depths of microscope cameras: a high-bit-depth image is scaled to 8 bits
+#: by the range of the smallest of these that holds its maximum.
+CAMERA_BIT_DEPTHS = (8, 10, 12, 14, 16)
 
 
 class ImageReadError(Exception):
@@ -39,14 +45,15 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     if arr.dtype == bool:
         return arr.astype(np.uint8) * 255
     if np.issubdtype(arr.dtype, np.integer):
-        # 10-, 12-, 14- or 16-bit microscopy: scale by the smallest 2**k - 1 that
-        # holds the data (the bit depth, inferred from the maximum), not by the
-        # per-image maximum, so dimmer images of one camera stay dimmer.
+        # 10-, 12-, 14- or 16-bit microscopy: scale by the range of the camera's
+        # bit depth, not by the image's maximum, so that one raw value gives one
+        # 8-bit value across the images of one camera. The depth is inferred as
+        # the smallest of 8, 10, 12, 14 and 16 bits that holds the maximum (the
+        # files do not say: a 12-bit camera writes 16-bit TIFFs and PNGs).
         hi = float(arr.max()) if arr.size else 0.0
-        top = 255.0
-        while top < hi and top < 2.0**32:
-            top = top * 2 + 1
-        top = max(top, hi)
+        top = next((2.0**b - 1 for b in CAMERA_BIT_DEPTHS if hi <= 2.0**b - 1), None)
+        if top is None:  # wider than 16 bits: the smallest 2**k - 1 that holds it
+            top = 2.0 ** math.ceil(math.log2(hi + 1)) - 1
         return np.clip(arr.astype(np.float64) * (255.0 / top), 0, 255).round().astype(np.uint8)
     arr = arr.astype(np.float64)
     lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
@@ -91,11 +98,20 @@ def load_image(path) -> np.ndarray:
                 arr = np.asarray(im.convert("RGB"))
     except FileNotFoundError:
         raise ImageReadError(f"{path}: file not found", "file not found") from None
+    except PermissionError:
+        raise ImageReadError(f"{path}: permission denied; make the file readable (chmod a+r)",
+                             "permission denied") from None
     except UnidentifiedImageError:
         raise ImageReadError(
             f"{path}: not a recognised image format (PIL cannot identify it); "
             "re-export it as PNG/BMP/JPEG or remove it from the dataset",
             "not a recognised image format",
+        ) from None
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(
+            f"{path}: {exc.args[0] if exc.args else exc} — larger than PIL's limit for one image; "
+            "downscale the file, or raise PIL.Image.MAX_IMAGE_PIXELS in Python if it is genuine",
+            "image too large for PIL",
         ) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(

@@ -114,5 +114,43 @@ def test_high_bit_depth_scaled_to_its_range(tmp_path, bits):
     assert out.max() == 255 and out.min() == 0
     np.testing.assert_allclose(out, g * 255.0 / top, atol=0.51)
     # a dimmer image of the same depth keeps its dimness (the bit depth's range, not its max)
-    Image.fromarray((g * 0.6).astype(np.uint16)).save(tmp_path / "dim.tif")
-    assert 150 <= load_image(tmp_path / "dim.tif").max() <= 154
+    for factor in (0.6, 0.3):
+        Image.fromarray((g * factor).round().astype(np.uint16)).save(tmp_path / "dim.tif")
+        assert abs(int(load_image(tmp_path / "dim.tif").max()) - round(255 * factor)) <= 1
+
+
+def test_one_raw_value_one_8bit_value_across_a_camera(tmp_path):
+    """Two 16-bit images whose maxima straddle 2**15 map the same raw value alike."""
+    a = np.full((16, 16), 30000, np.uint16)
+    a[0, 0] = 32767
+    b = a.copy()
+    b[0, 0] = 32768
+    Image.fromarray(a).save(tmp_path / "a.png")
+    Image.fromarray(b).save(tmp_path / "b.png")
+    va, vb = load_image(tmp_path / "a.png")[5, 5, 0], load_image(tmp_path / "b.png")[5, 5, 0]
+    assert va == vb == round(30000 * 255 / 65535)
+
+
+def test_unreadable_file_is_reported_as_such(tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    p = tmp_path / "locked.png"
+    PILImage.new("RGB", (4, 4)).save(p)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(p))
+
+    monkeypatch.setattr(PILImage, "open", denied)  # chmod 000 does not stop root, who runs CI
+    with pytest.raises(ImageReadError, match="permission denied; make the file readable") as info:
+        load_image(p)
+    assert info.value.kind == "permission denied"
+
+
+def test_decompression_bomb_is_reported_with_a_fix(tmp_path, monkeypatch):
+    from PIL import Image as PILImage
+
+    PILImage.new("RGB", (64, 64)).save(tmp_path / "big.png")
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 100)  # 64x64 > 2x the limit: an error in PIL
+    with pytest.raises(ImageReadError, match="MAX_IMAGE_PIXELS") as info:
+        load_image(tmp_path / "big.png")
+    assert info.value.kind == "image too large for PIL"

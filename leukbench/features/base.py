@@ -31,7 +31,9 @@ import numpy as np
 #:
 #: 2: deep backbones run with their batch norms folded into the convolutions on
 #: the CPU (features change at float32 rounding, which can flip a tree's split).
-FEATURE_VERSION = 2
+#: 3: high-bit-depth images are scaled by the range of a camera bit depth (8, 10,
+#: 12, 14, 16 bits), no longer by any 2**k - 1 (8-bit images are unchanged).
+FEATURE_VERSION = 3
 
 
 @dataclasses.dataclass(frozen=True)
