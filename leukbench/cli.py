@@ -199,7 +199,7 @@ def cmd_compare(args) -> int:
     print()
     print(markdown_summary(result).rstrip("\n"))
     print(f"\nresults: {out}/ (report.html, table.md, table.csv, folds.csv, predictions.csv, "
-          "audit_pairs.csv, run.json, plots/)")
+          "audit_pairs.csv, skipped_images.csv, run.json, plots/)")
     return EXIT_OK
 
 

@@ -407,11 +407,15 @@ def copy_columns(source: FeatureCache, target: FeatureCache, ids: Sequence[str],
 
 
 def load_feature_set(table: pd.DataFrame, root: str, extractor: Extractor, cache_dir, layout: str = "",
-                     *, cache: Optional[FeatureCache] = None, stats: Optional[tuple] = None) -> FeatureSet:
+                     *, cache: Optional[FeatureCache] = None, stats: Optional[tuple] = None,
+                     skipped: Optional[pd.DataFrame] = None) -> FeatureSet:
     """Assemble a :class:`FeatureSet` from the cache for the images of ``table``.
 
-    Images that are not cached (skipped as unreadable) are left out.
-    ``cache`` and ``stats`` are as in :func:`run_extractor`.
+    Images that are not cached (skipped as unreadable) are left out;
+    ``skipped`` (an :class:`ExtractionSummary`'s table) says why, and goes
+    into the provenance (``"skipped"``: id, kind, reason), so that reports
+    can list what is missing. ``cache`` and ``stats`` are as in
+    :func:`run_extractor`.
     """
     from . import __version__
 
@@ -440,6 +444,8 @@ def load_feature_set(table: pd.DataFrame, root: str, extractor: Extractor, cache
             "dataset_root": root,
             "layout": layout,
             "leukbench_version": __version__,
+            "skipped": [] if skipped is None else
+            skipped[["id", "kind", "reason"]].astype(str).to_dict("records"),
         },
     )
 
@@ -545,7 +551,8 @@ def extract(
             by_name[n].n_copied, by_name[n].copied_from = copied, src.name
             by_name[n].n_cached -= copied
     summaries = [by_name[n] for n in extractors]
-    singles = {n: load_feature_set(table, root, ex, cache_dir, layout, cache=caches[n], stats=stats)
+    singles = {n: load_feature_set(table, root, ex, cache_dir, layout, cache=caches[n], stats=stats,
+                                   skipped=by_name[n].skipped)
                for n, ex in extractors.items()}
     for n, fs in singles.items():
         if len(fs) == 0:

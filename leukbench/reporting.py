@@ -968,6 +968,34 @@ def _audit_summary_text(obj) -> str:
         return f"(audit summary unavailable: {exc})"
 
 
+SKIPPED_COLUMNS = ["id", "kind", "reason"]
+
+
+def _collect_skipped(obj, found: List[Dict[str, Any]]) -> None:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == "skipped" and isinstance(v, list):
+                found.extend(r for r in v if isinstance(r, dict))
+            else:
+                _collect_skipped(v, found)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            _collect_skipped(v, found)
+
+
+def skipped_images(feature_sets) -> pd.DataFrame:
+    """Images the extraction could not read, from the feature sets' provenance.
+
+    One row per image (``id, kind, reason``), sorted by id; empty when
+    nothing was skipped or the feature sets do not record it.
+    """
+    found: List[Dict[str, Any]] = []
+    for fs in _as_list(feature_sets):
+        _collect_skipped(getattr(fs, "provenance", None) or {}, found)
+    df = pd.DataFrame(found, columns=SKIPPED_COLUMNS).astype(str)
+    return df.drop_duplicates("id").sort_values("id", kind="stable").reset_index(drop=True)
+
+
 def _audit_pairs(audit) -> pd.DataFrame:
     frames = []
     for name, obj in _audit_items(audit):
@@ -1213,7 +1241,8 @@ def write_report(result, out_dir, feature_sets=None, *, plots: bool = True) -> P
     """Write a complete results folder for a comparison.
 
     Files: ``table.md``, ``table.csv``, ``folds.csv``, ``predictions.csv``,
-    ``audit_pairs.csv``, ``run.json``, ``report.html`` and ``plots/*.png``
+    ``audit_pairs.csv``, ``skipped_images.csv``, ``run.json``, ``report.html``
+    and ``plots/*.png``
     (see ``docs/reports.md`` for every file and column).
 
     Parameters
@@ -1252,6 +1281,8 @@ def write_report(result, out_dir, feature_sets=None, *, plots: bool = True) -> P
     _frame(result, "predictions").to_csv(out / "predictions.csv", index=False, lineterminator="\n")
     audit = getattr(result, "audit", None)
     _audit_pairs(audit).to_csv(out / "audit_pairs.csv", index=False, lineterminator="\n")
+    skipped = skipped_images(fsets)
+    skipped.to_csv(out / "skipped_images.csv", index=False, lineterminator="\n")
 
     # provenance -----------------------------------------------------------
     images = _image_frame(result, fsets)
@@ -1279,6 +1310,8 @@ def write_report(result, out_dir, feature_sets=None, *, plots: bool = True) -> P
         "classes": list(getattr(result, "classes", None) or []),
         "positive_label": getattr(result, "positive_label", None),
         "dataset": dataset,
+        "skipped_images": {"n": int(len(skipped)),
+                           "by_kind": {str(k): int(v) for k, v in skipped["kind"].value_counts().sort_index().items()}},
         "feature_sets": [
             {**d, "extractors": [{k: v for k, v in x.items() if k != "config"}
                                  for x in d.get("extractors", [])]}
@@ -1291,7 +1324,7 @@ def write_report(result, out_dir, feature_sets=None, *, plots: bool = True) -> P
         "fits": _fit_counts(result),
         "files": sorted(
             ["table.md", "table.csv", "folds.csv", "predictions.csv", "audit_pairs.csv",
-             "run.json", "report.html"] + [f"plots/{p}" for p in plots]
+             "skipped_images.csv", "run.json", "report.html"] + [f"plots/{p}" for p in plots]
         ),
         "notes": notes,
     }
@@ -1299,13 +1332,14 @@ def write_report(result, out_dir, feature_sets=None, *, plots: bool = True) -> P
                                   encoding="utf-8")
 
     (out / "report.html").write_text(
-        _report_html(result, table, dataset, fs_info, plots, plots_dir, created, params, notes),
+        _report_html(result, table, dataset, fs_info, plots, plots_dir, created, params, notes, skipped),
         encoding="utf-8",
     )
     return out
 
 
-def _report_html(result, table, dataset, fs_info, plots, plots_dir, created, params, notes) -> str:
+def _report_html(result, table, dataset, fs_info, plots, plots_dir, created, params, notes,
+                 skipped: Optional[pd.DataFrame] = None) -> str:
     e = _html_escape
     classes = list(getattr(result, "classes", None) or [])
     pos = getattr(result, "positive_label", None)
@@ -1338,6 +1372,11 @@ def _report_html(result, table, dataset, fs_info, plots, plots_dir, created, par
         + (f" Positive class: <b>{e(pos)}</b>." if pos is not None else "")
         + "</p>"
     )
+    if skipped is not None and len(skipped):
+        kinds = ", ".join(f"{k}: {v}" for k, v in skipped["kind"].value_counts().sort_index().items())
+        parts.append(f'<p class="warn">{len(skipped)} image(s) could not be read and are not in the '
+                     f"comparison ({e(kinds)}); each is listed with its reason in "
+                     "<code>skipped_images.csv</code>.</p>")
     if dataset["classes"]:
         parts.append('<table><thead><tr><th class="left">class</th><th class="right">images</th>'
                      '<th class="right">subjects</th></tr></thead><tbody>')

@@ -197,6 +197,21 @@ def test_corrupt_images_are_skipped_and_reported(cnmc_folders, tmp_path):
     assert "skipped 3" in text and s.skipped_csv in text
     assert "  skipped 2: not a recognised image format (e.g. " in text and " and 1 more)" in text
     assert "  skipped 1: truncated or damaged image file (e.g. all/UID_2_9_1_all.bmp)" in text
+    # the results folder of a comparison says what is missing, and why
+    import json
+
+    from leukbench.evaluation import compare
+
+    result = compare(fs, classifiers="GaussianNB", cv=2, progress=False, cache_dir=tmp_path / "fc")
+    out = result.save(tmp_path / "results", feature_sets=[fs], plots=False)
+    listed = pd.read_csv(out / "skipped_images.csv")
+    assert list(listed.columns) == ["id", "kind", "reason"] and sorted(listed["id"]) == sorted(s.skipped["id"])
+    run_json = json.loads((out / "run.json").read_text())
+    assert run_json["skipped_images"] == {"n": 3, "by_kind": {"not a recognised image format": 2,
+                                                              "truncated or damaged image file": 1}}
+    assert "3 image(s) could not be read" in (out / "report.html").read_text()
+    again = fs.load(fs.save(tmp_path / "fs.parquet"))  # the record survives save/load
+    assert len(again.provenance["skipped"]) == 3
 
 
 def test_nothing_readable_is_an_error(tmp_path, capsys):
