@@ -65,7 +65,8 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
                    help="feature cache (default: $LEUKBENCH_CACHE_DIR, else $XDG_CACHE_HOME/leukbench, "
                         "else ~/.cache/leukbench)")
     p.add_argument("--chunk-size", type=_count(1), default=256, metavar="N",
-                   help="images per cache chunk, the most an interruption can lose (default: 256)")
+                   help="images per cache chunk: about the most a crash or kill can lose; Ctrl-C keeps all "
+                        "finished batches (default: 256)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 

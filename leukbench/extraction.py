@@ -197,13 +197,13 @@ def default_num_workers(extractor: Extractor) -> int:
     return max(1, min(n - 1, 8))
 
 
-def _overlapped_batches(ds, extractor: Extractor, num_workers: int):
+def _overlapped_batches(ds, batch_size: int, num_workers: int):
     """Batches decoded by worker processes while the caller computes (DataLoader)."""
     from torch.utils.data import DataLoader
 
     loader = DataLoader(
         ds,
-        batch_size=extractor.batch_size,
+        batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
         collate_fn=_collate,
@@ -213,7 +213,7 @@ def _overlapped_batches(ds, extractor: Extractor, num_workers: int):
     yield from loader
 
 
-def _alternating_batches(ds, extractor: Extractor, num_workers: int):
+def _alternating_batches(ds, batch_size: int, num_workers: int):
     """Batches decoded by a thread pool, one at a time, between ``compute`` calls.
 
     Decoding, resizing and hashing release the GIL (PIL, hashlib, NumPy), so
@@ -223,7 +223,7 @@ def _alternating_batches(ds, extractor: Extractor, num_workers: int):
     import contextlib
     from concurrent.futures import ThreadPoolExecutor
 
-    n, bs = len(ds), extractor.batch_size
+    n, bs = len(ds), batch_size
     threads = ThreadPoolExecutor(num_workers, thread_name_prefix="leukbench-decode") if num_workers > 1 else None
     with threads or contextlib.nullcontext():
         decode = threads.map if threads else map
@@ -283,10 +283,12 @@ def run_extractor(
             num_workers = default_num_workers(extractor)
         num_workers = min(num_workers, max(0, len(todo) // 8))
         ds = _ImageDataset([paths[i] for i in todo], extractor, extractor.config.segment, extractor.config.grayscale)
+        # no batch larger than a chunk: a crash loses at most about one chunk (Ctrl-C loses nothing)
+        batch_size = max(1, min(extractor.batch_size, chunk_size))
         if extractor.feed == "alternate":
-            loader = _alternating_batches(ds, extractor, num_workers)
+            loader = _alternating_batches(ds, batch_size, num_workers)
         else:
-            loader = _overlapped_batches(ds, extractor, num_workers)
+            loader = _overlapped_batches(ds, batch_size, num_workers)
         buf: Dict[str, list] = {k: [] for k in ("ids", "sizes", "mtimes", "ph", "dh", "fb", "X")}
 
         def flush():

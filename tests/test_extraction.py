@@ -437,3 +437,14 @@ def test_handcrafted_groups_are_taken_from_handcrafted(cnmc_folders, tmp_path, m
                         num_workers=0, return_summaries=True)
     assert s.n_copied == 0 and s.n_extracted == 18 and len(calls) == 18
     np.testing.assert_array_equal(again.X, sets["morphology"].X)
+
+
+def test_no_batch_is_larger_than_a_chunk(cnmc_folders, tmp_path, monkeypatch):
+    """--chunk-size below the extractor's batch still bounds every chunk file."""
+    from leukbench.cache import FeatureCache
+
+    monkeypatch.setattr(ChannelStats, "batch_size", 64)
+    fs, (s,) = run(cnmc_folders, tmp_path / "c", chunk_size=5)
+    cache = FeatureCache(tmp_path / "c", cnmc_folders, ChannelStats().config, ChannelStats().feature_names)
+    rows = sorted(len(pd.read_parquet(f, columns=["id"])) for f in cache.chunk_files())
+    assert rows == [3, 5, 5, 5] and len(fs) == 18
