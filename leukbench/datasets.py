@@ -514,18 +514,34 @@ def discover(data, layout: str = "auto", subject_regex=None, require_labels: boo
     df.attrs["root"] = root
     df.attrs["layout"] = layout
     if require_labels:
-        check_labels(df, root)
+        check_labels(df, p if layout == "manifest" else root)
     return df
 
 
 def check_labels(df: pd.DataFrame, where) -> None:
     """Raise :class:`DatasetError` unless the labeled images span two classes or more."""
     classes = sorted(set(df.loc[df["label"] != "", "label"]))
-    if len(classes) < 2:
-        found = f"only class {classes[0]!r}" if classes else "no labeled images"
-        raise DatasetError(
-            f"{where}: {found}; a comparison needs at least two classes (e.g. all/ and hem/ folders)"
-        )
+    if len(classes) >= 2:
+        return
+    found = f"only class {classes[0]!r}" if classes else "no labeled images"
+    layout = df.attrs.get("layout")
+    if layout == "manifest":
+        hint = "give the manifest's label column two classes or more"
+    else:
+        hint = "put each class in its own sub-folder, e.g. all/ and hem/"
+        root = df.attrs.get("root")
+        if layout == "folders" and root and os.path.isdir(root):
+            with os.scandir(root) as it:
+                empty = sorted(e.name for e in it if e.is_dir() and not e.name.startswith(".")
+                               and e.name not in classes)
+            if empty:
+                hint = f"{', '.join(f'{n}/' for n in empty)} holds no images; " + hint
+            elif len(classes) == 1:
+                inner = sorted(e.name for e in _subdirs(os.path.join(root, classes[0])))
+                if len(inner) >= 2:  # one level too high: the classes are one folder down
+                    hint = (f"{classes[0]}/ holds the folders {', '.join(inner[:4])}; if they are the "
+                            f"classes, pass {os.path.join(root, classes[0])}")
+    raise DatasetError(f"{where}: {found}; a comparison needs at least two classes: {hint}")
 
 
 def sample_root() -> Path:

@@ -517,7 +517,8 @@ def extract(
     else:
         if data is None:
             data = datasets.sample_root()
-        table = datasets.discover(data, layout=layout, subject_regex=subject_regex)
+        table = datasets.discover(data, layout=layout, subject_regex=subject_regex,
+                                  require_labels=False)  # one class is enough to extract
         root, layout = table.attrs["root"], table.attrs["layout"]
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     sets = parse_feature_spec(features)

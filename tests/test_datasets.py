@@ -170,6 +170,10 @@ def test_subject_regex(tmp_path):
         (lambda r: (r.mkdir(), Image.new("RGB", (4, 4)).save(r / "a.png")), "1 images lie directly in the folder"),
         (lambda r: (r / "all").mkdir(parents=True), "no images found in class folders"),
         (lambda r: make_cnmc_folders(r, {"all": ["1", "2"]}), "only class 'all'"),
+        (lambda r: (make_cnmc_folders(r, {"all": ["1", "2"]}), (r / "hem").mkdir()),
+         "only class 'all'; a comparison needs at least two classes: hem/ holds no images"),
+        (lambda r: make_cnmc_folders(r / "cells"), r"cells/ holds the folders all, hem; if they are the "
+                                                   r"classes, pass .*data/cells$"),
     ],
 )
 def test_one_line_errors_name_the_path(tmp_path, setup, message):
@@ -178,6 +182,18 @@ def test_one_line_errors_name_the_path(tmp_path, setup, message):
     with pytest.raises(DatasetError, match=message) as err:
         discover(root)
     assert str(root) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_one_class_is_enough_to_extract_not_to_compare(tmp_path):
+    from leukbench import extract
+
+    root = make_cnmc_folders(tmp_path / "one", {"all": ["1", "2"]})
+    fs = extract(root, "handcrafted", cache_dir=tmp_path / "c", progress=False, num_workers=0)
+    assert set(fs.y) == {"all"} and len(fs) > 0
+    man = root / "m.csv"
+    man.write_text("path,label\n" + "".join(f"{i},all\n" for i in sorted(fs.ids)))
+    with pytest.raises(DatasetError, match=r"m.csv: only class 'all'; .* give the manifest's label column two"):
+        discover(man)
 
 
 def test_symlink_loops_are_skipped_and_linked_folders_followed(tmp_path, cnmc_folders, cnmc_release):
