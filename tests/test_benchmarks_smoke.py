@@ -138,3 +138,11 @@ def test_bench_precision(tmp_path, capsys):
     # two caches: float32 and bfloat16 features are never mixed
     assert len(list((tmp_path / "c").glob("features/*/efficientnet_lite0-*"))) == 2
     assert "| RidgeClassifier |" in capsys.readouterr().out
+
+
+def test_bench_bookkeeping(capsys, tmp_path):
+    out = tmp_path / "b.json"
+    assert load("bench_bookkeeping").main(["--sizes", "300", "--repeat", "1", "--out", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["found"] == 300 and row["audit_pairs"] == 5  # the planted copies, nothing else
+    assert "| 300 |" in capsys.readouterr().out
