@@ -513,9 +513,24 @@ def discover(data, layout: str = "auto", subject_regex=None, require_labels: boo
         root = _check_root(data)
     df.attrs["root"] = root
     df.attrs["layout"] = layout
+    where = p if layout == "manifest" else root
+    _check_label_case(df, where)
     if require_labels:
-        check_labels(df, p if layout == "manifest" else root)
+        check_labels(df, where)
     return df
+
+
+def _check_label_case(df: pd.DataFrame, where) -> None:
+    """Labels that differ only in case (``ALL`` and ``all``) are one class misspelt."""
+    spellings: dict = {}
+    for label in sorted(set(df["label"]) - {""}):
+        spellings.setdefault(label.casefold(), []).append(label)
+    clash = next((v for v in spellings.values() if len(v) > 1), None)
+    if clash:
+        fix = ("write them the same in the label column" if df.attrs.get("layout") == "manifest"
+               else "merge the folders into one")
+        raise DatasetError(f"{where}: labels {' and '.join(map(repr, clash))} differ only in case; "
+                           f"if they are one class, {fix}")
 
 
 def check_labels(df: pd.DataFrame, where) -> None:

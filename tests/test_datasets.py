@@ -130,6 +130,10 @@ def test_manifest_layout_and_errors(cnmc_folders):
     with pytest.raises(DatasetError, match=r"manifest.csv:4: image './all/UID_1_1_1_all.bmp' is already listed "
                                            r"on line 2"):
         discover(man)
+    man.write_text("path,label\nall/UID_1_1_1_all.bmp,ALL\nhem/UID_H1_1_1_hem.bmp,hem\nall/UID_2_1_1_all.bmp,all\n")
+    with pytest.raises(DatasetError, match=r"manifest.csv: labels 'ALL' and 'all' differ only in case; if they "
+                                           r"are one class, write them the same in the label column"):
+        discover(man)
     man.write_text("path,label\nall,all\n")
     with pytest.raises(DatasetError, match=r"manifest.csv:2: 'all' is a folder, not an image"):
         discover(man)
