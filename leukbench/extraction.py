@@ -56,6 +56,8 @@ class ExtractionSummary:
     #: this run (a handcrafted group next to ``handcrafted``), and its name
     n_copied: int = 0
     copied_from: Optional[str] = None
+    #: ids of the images where segmentation found no cell (the whole image was used)
+    segmentation_fallback_ids: List[str] = dataclasses.field(default_factory=list)
 
     @property
     def images_per_second(self) -> float:
@@ -72,8 +74,11 @@ class ExtractionSummary:
         if self.n_extracted:
             out.append(f"  time {self.seconds:.1f} s, {self.images_per_second:.1f} images/s")
         if self.n_segmentation_fallback:
+            ids = self.segmentation_fallback_ids
+            example = (f" (e.g. {ids[0]}" + (f" and {len(ids) - 1} more" if len(ids) > 1 else "") + ")"
+                       if ids else "")
             out.append(
-                f"  segmentation found no cell in {self.n_segmentation_fallback} image(s); "
+                f"  segmentation found no cell in {self.n_segmentation_fallback} image(s){example}; "
                 "the whole image was used for those"
             )
         if len(self.skipped):
@@ -333,7 +338,8 @@ def run_extractor(
     skipped_df = pd.DataFrame(skipped, columns=["id", "path", "kind", "reason"])
     skipped_csv = cache.write_skipped(skipped_df) if len(skipped_df) or cache.path.exists() else None
     present = cache.cached_mask(ids, sizes, mtimes)
-    n_fb = int(cache.rows([i for i, ok in zip(ids, present) if ok])["seg_fallback"].sum()) if present.any() else 0
+    fallback = cache.rows([i for i, ok in zip(ids, present) if ok])["seg_fallback"] if present.any() else None
+    fallback_ids = [] if fallback is None else fallback.index[fallback.astype(bool)].tolist()
     return ExtractionSummary(
         extractor=extractor.name,
         description=extractor.describe(),
@@ -341,10 +347,11 @@ def run_extractor(
         n_extracted=len(todo) - len(skipped),
         n_cached=int(cached.sum()),
         skipped=skipped_df,
-        n_segmentation_fallback=n_fb,
+        n_segmentation_fallback=len(fallback_ids),
         seconds=time.perf_counter() - t0,
         cache_path=str(cache.path),
         skipped_csv=str(skipped_csv) if skipped_csv and len(skipped_df) else None,
+        segmentation_fallback_ids=fallback_ids,
     )
 
 

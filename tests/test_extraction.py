@@ -448,3 +448,18 @@ def test_no_batch_is_larger_than_a_chunk(cnmc_folders, tmp_path, monkeypatch):
     cache = FeatureCache(tmp_path / "c", cnmc_folders, ChannelStats().config, ChannelStats().feature_names)
     rows = sorted(len(pd.read_parquet(f, columns=["id"])) for f in cache.chunk_files())
     assert rows == [3, 5, 5, 5] and len(fs) == 18
+
+
+def test_summary_names_the_images_where_no_cell_was_found(cnmc_folders, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (0, 0, 0)).save(cnmc_folders / "hem" / "UID_H1_99_1_hem.png")  # nothing to find
+    fs, (s,) = extract(cnmc_folders, "handcrafted", cache_dir=tmp_path / "c", progress=False, num_workers=0,
+                       return_summaries=True)
+    assert "hem/UID_H1_99_1_hem.png" in s.segmentation_fallback_ids
+    assert s.n_segmentation_fallback == len(s.segmentation_fallback_ids)
+    line = next(x for x in s.lines() if "segmentation found no cell" in x)
+    assert f"in {s.n_segmentation_fallback} image(s) (e.g. " in line
+    _, (again,) = extract(cnmc_folders, "handcrafted", cache_dir=tmp_path / "c", progress=False, num_workers=0,
+                          return_summaries=True)  # from the cache: the same images named
+    assert again.n_cached == len(fs) and again.segmentation_fallback_ids == s.segmentation_fallback_ids
