@@ -172,6 +172,10 @@ def cmd_compare(args) -> int:
     table = datasets.discover(data, layout=args.layout, subject_regex=args.subject_regex)
     if args.split == "predefined":
         _check_predefined_split(table, data)
+    classes = sorted(set(table["label"]) - {""})
+    if args.positive_label is not None and len(classes) == 2 and args.positive_label not in classes:
+        raise ValueError(f"--positive-label {args.positive_label!r} is not a class of {data}; "
+                         f"its classes are {', '.join(classes)}")
     result_sets, _ = _extract(args, table)
     sets = list(result_sets.values()) if isinstance(result_sets, dict) else [result_sets]
     cache_dir = Path(args.cache_dir) if args.cache_dir else None

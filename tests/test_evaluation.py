@@ -401,6 +401,7 @@ def test_cli_checks_compare_options_before_extracting(tmp_path, capsys, monkeypa
         (["--batch-size", "0"], "must be at least 1"),
         (["--chunk-size", "-1"], "must be at least 1"),
         (["--num-workers", "-1"], "must be at least 0"),
+        (["--positive-label", "ALL"], "--positive-label 'ALL' is not a class of"),
     ):
         try:
             code = cli.main(["compare", sample, "--features", "handcrafted", "--cache-dir", str(tmp_path / "c"),
