@@ -167,8 +167,9 @@ def plan_splits(
     if k < 2:
         raise EvaluationError(
             f"cannot cross-validate honestly: a class has fewer than 2 {unit}s "
-            f"({', '.join(f'{c}: {n}' for c, n in per_class.items())}); add data for that class "
-            "or use --split predefined"
+            f"({', '.join(f'{c}: {n}' for c, n in per_class.items())}); add data for that class"
+            + (" or use split='predefined' (--split predefined), since the data has a test split"
+               if splits is not None and "test" in set(np.asarray(splits, dtype=object)) else "")
         )
     out: List[Split] = []
     idx = np.arange(len(y))

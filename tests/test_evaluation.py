@@ -445,3 +445,12 @@ def test_rerun_says_how_many_fits_came_from_the_cache(tmp_path):
     again.save(tmp_path / "out", feature_sets=[fs], plots=False)
     fits = json.loads((tmp_path / "out" / "run.json").read_text())["fits"]
     assert fits == {"total": 15, "from_fold_cache": 15, "computed": 0}
+
+
+def test_too_few_subjects_suggests_predefined_only_with_a_test_split():
+    y = np.array(["all"] * 4 + ["hem"] * 4, dtype=object)
+    groups = np.array(["A1"] * 4 + ["H1"] * 4, dtype=object)
+    with pytest.raises(EvaluationError, match=r"fewer than 2 subject groups .*add data for that class$"):
+        plan_splits(y, groups, np.array(["train"] * 8, dtype=object))
+    with pytest.raises(EvaluationError, match=r"or use split='predefined' \(--split predefined\)"):
+        plan_splits(y, groups, np.array(["train"] * 6 + ["test"] * 2, dtype=object))
