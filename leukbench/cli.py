@@ -243,8 +243,7 @@ def _check_writable_folder(path, option: str) -> None:
 
 def _check_predefined_split(table, data) -> None:
     """--split predefined needs labelled images in both splits; said before extracting."""
-    labelled = table[table["label"].astype(str) != ""] if "label" in table else table
-    counts = labelled["split"].value_counts() if len(labelled) else {}
+    counts = table.loc[table["label"] != "", "split"].value_counts()
     n_train, n_test = int(counts.get("train", 0)), int(counts.get("test", 0))
     if n_train == 0 or n_test == 0:
         raise ValueError(f"{data}: --split predefined needs labelled images in both a train and a test "
