@@ -173,16 +173,32 @@ def plan_splits(
         )
     out: List[Split] = []
     idx = np.arange(len(y))
+    seen: Dict[frozenset, int] = {}  # partition (its test folds) -> the repeat that made it first
+    duplicates: List[Tuple[int, int]] = []
     for r in range(repeats):
         if groups is not None:
             splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed + r)
-            folds = splitter.split(idx, y.astype(str), groups.astype(str))
+            folds = list(splitter.split(idx, y.astype(str), groups.astype(str)))
         else:
             splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed + r)
-            folds = splitter.split(idx, y.astype(str))
-        for f, (tr, te) in enumerate(folds):
+            folds = list(splitter.split(idx, y.astype(str)))
+        partition = frozenset(tuple(np.sort(te)) for _, te in folds)
+        if partition in seen:  # the same folds again: no new evidence, so not counted twice
+            duplicates.append((r, seen[partition]))
+            continue
+        seen[partition] = r
+        for f, (tr, te) in enumerate(folds):  # repeat r keeps its number: it used seed + r
             out.append(Split(r, f, np.asarray(tr), np.asarray(te)))
-    rep = f", repeated {repeats} times (seeds {seed}..{seed + repeats - 1})" if repeats > 1 else f" (seed {seed})"
+    if duplicates:
+        notes.append(
+            f"{len(duplicates)} of the {repeats} repeats gave folds identical to an earlier repeat and "
+            f"were dropped, leaving {len(seen)} distinct partition(s)"
+            + (" (StratifiedGroupKFold's shuffle only reorders subject groups of equal size, and "
+               "few groups here have equal sizes)" if groups is not None else "")
+        )
+    n_rep = len(seen)
+    rep = (f", repeated {n_rep} times (seeds {', '.join(str(seed + r) for r in sorted(seen.values()))})"
+           if n_rep > 1 else f" (seed {seed})")
     n_groups = len(set(groups)) if groups is not None else 0
     if groups is not None and n_without_subject >= len(y):
         desc = (f"StratifiedGroupKFold({k}){rep}: subject ids are unknown, so folds are split by image, "
@@ -192,8 +208,9 @@ def plan_splits(
         desc = (f"StratifiedGroupKFold({k}){rep}: subjects are known, so no subject (group) is ever in "
                 f"both the train and the test part of a fold; {n_groups} groups.")
         if n_without_subject:
-            desc = desc[:-1] + (f", {n_without_subject} of them single images without a subject id, "
-                                "which may share a patient with others.")
+            desc = desc[:-1] + (f"; {n_without_subject} image(s) have no subject id and form groups of their "
+                                "own (with their copies, when the audit found any), so they may share a "
+                                "patient with others.")
     else:
         desc = (f"StratifiedKFold({k}){rep}: subject ids are unknown, so folds are split by image; "
                 "cells of one patient may be on both sides, which makes the scores optimistic.")

@@ -247,7 +247,7 @@ def test_partly_known_subjects_are_still_grouped(tmp_path):
     fs.subjects[fs.subjects == "A0"] = ""  # A0's 6 images lose their subject id
     res = run(fs, tmp_path, classifiers="GaussianNB")
     assert res.cv_description.startswith("StratifiedGroupKFold(5)")
-    assert "6 of them single images without a subject id" in res.cv_description
+    assert "6 image(s) have no subject id and form groups of their own" in res.cv_description
     for _, row in res.folds.iterrows():
         assert not set(row.train_subjects) & set(row.test_subjects)
 
@@ -454,3 +454,21 @@ def test_too_few_subjects_suggests_predefined_only_with_a_test_split():
         plan_splits(y, groups, np.array(["train"] * 8, dtype=object))
     with pytest.raises(EvaluationError, match=r"or use split='predefined' \(--split predefined\)"):
         plan_splits(y, groups, np.array(["train"] * 6 + ["test"] * 2, dtype=object))
+
+
+def test_repeats_that_give_the_same_folds_are_not_counted_twice():
+    """StratifiedGroupKFold shuffles only ties: with groups of distinct sizes every seed gives one
+    partition, and a repeated run must not present it as new folds."""
+    sizes = [1, 2, 3, 4, 5, 6]
+    y = np.array([c for c in ("all", "hem") for s in sizes for _ in range(s)], dtype=object)
+    groups = np.array([f"{c}{s}" for c in ("A", "H") for s in sizes for _ in range(s)], dtype=object)
+    splits, desc, notes = plan_splits(y, groups, cv=3, repeats=3, seed=0)
+    assert [(s.repeat, s.fold) for s in splits] == [(0, 0), (0, 1), (0, 2)]
+    assert "2 of the 3 repeats gave folds identical to an earlier repeat and were dropped" in notes[0]
+    assert "(seed 0)" in desc and "2 of the 3 repeats" in desc
+    # equal sizes: the shuffle does change the folds, and every repeat is kept
+    y2 = np.array(["all"] * 30 + ["hem"] * 30, dtype=object)
+    g2 = np.array([f"S{i // 5}" for i in range(60)], dtype=object)
+    splits2, desc2, notes2 = plan_splits(y2, g2, cv=3, repeats=3, seed=0)
+    assert sorted({s.repeat for s in splits2}) == [0, 1, 2] and not notes2
+    assert "repeated 3 times (seeds 0, 1, 2)" in desc2
