@@ -176,6 +176,9 @@ def cmd_compare(args) -> int:
     if args.positive_label is not None and len(classes) == 2 and args.positive_label not in classes:
         raise ValueError(f"--positive-label {args.positive_label!r} is not a class of {data}; "
                          f"its classes are {', '.join(classes)}")
+    if args.positive_label is not None and len(classes) > 2:
+        raise ValueError(f"--positive-label applies to two classes, and {data} has {len(classes)}; "
+                         "leave it out (F1, precision and recall are then weighted over the classes)")
     result_sets, _ = _extract(args, table)
     sets = list(result_sets.values()) if isinstance(result_sets, dict) else [result_sets]
     cache_dir = Path(args.cache_dir) if args.cache_dir else None

@@ -992,8 +992,10 @@ def compare(
         positive_label = _default_positive(classes)
     elif len(classes) == 2 and positive_label not in classes:
         raise ValueError(f"positive label {positive_label!r} is not a class; classes are {classes}")
-    elif len(classes) != 2:
-        positive_label = None  # F1/precision/recall are weighted over the classes, ROC AUC one-vs-rest
+    elif len(classes) != 2:  # F1/precision/recall are weighted over the classes, ROC AUC one-vs-rest
+        raise ValueError(f"positive label {positive_label!r}: there are {len(classes)} classes, and a "
+                         "positive class applies to two; leave it out (F1, precision and recall are "
+                         "then weighted over the classes)")
     if n_jobs is None or n_jobs == 0:
         n_jobs = 1
     if n_jobs < 0:

@@ -20,6 +20,7 @@ import hashlib
 import html
 import json
 import math
+import os
 import platform
 import shlex
 import sys
@@ -522,6 +523,7 @@ def plot_class_balance(feature_set_or_labels, ax=None, subjects=None):
         fig, ax_img, ax_sub = ax.figure, ax, None
 
     bars = ax_img.bar(order, n_img.values, color=colors)
+    crowded = len(order) > 4 or max((len(c) for c in order), default=0) > 10
     if ax_sub is None and has_subj:
         texts = [f"{i}\n({s} subj.)" for i, s in zip(n_img.values, n_sub.values)]
     else:
@@ -536,6 +538,13 @@ def plot_class_balance(feature_set_or_labels, ax=None, subjects=None):
         ax_sub.set_ylabel("subjects")
         ax_sub.set_title(f"Subjects per class (n={df['subject'].nunique()})", fontsize=10)
         ax_sub.margins(y=0.2)
+    if crowded:  # many or long class names: slanted, so that they do not run into each other
+        for a in (ax_img, ax_sub):
+            if a is not None:
+                a.tick_params(axis="x", labelrotation=40, labelsize=8)
+                for t in a.get_xticklabels():
+                    t.set_horizontalalignment("right")
+                    t.set_rotation_mode("anchor")
     return fig
 
 
@@ -686,23 +695,33 @@ def plot_metric_bars(result, metric: str = "Balanced Accuracy", ax=None):
     return fig
 
 
-def _auc_label(pts) -> str:
-    if _isnan(pts["auc_mean"]):
+def _auc_label(pts, row=None) -> str:
+    """Legend text: the table's ROC AUC (mean ± std over folds) when the row has it,
+    so that the plot and the table agree, then the AUC of the pooled curve drawn."""
+    mean, std = pts["auc_mean"], pts["auc_std"]
+    if row is not None and "ROC AUC" in row and not _isnan(row["ROC AUC"]):
+        mean = float(row["ROC AUC"])
+        std = float(row.get("ROC AUC Std", math.nan))
+    single = len(pts["fold_aucs"]) <= 1
+    macro = "macro " if pts["kind"] != "binary" else ""
+    if _isnan(mean):
         s = "AUC n/a"
-    elif _isnan(pts["auc_std"]):
-        s = f"AUC {pts['auc_mean']:.3f}"
+    elif _isnan(std) or single:
+        s = f"{macro}AUC {mean:.3f}"
     else:
-        s = f"AUC {pts['auc_mean']:.3f} ± {pts['auc_std']:.3f}"
-    if not _isnan(pts["auc"]):
-        s += f" (pooled {pts['auc']:.3f})"
+        s = f"{macro}AUC {mean:.3f} ± {std:.3f}"
+    if not _isnan(pts["auc"]) and (not single or pts["kind"] != "binary"):
+        s += f" ({'micro, ' if pts['kind'] != 'binary' else ''}pooled {pts['auc']:.3f})"
     return s
 
 
 def plot_roc_curves(result, top: int = 3, ax=None):
     """ROC curves of the best `top` successful rows of the table.
 
-    Curves pool the scores of all folds; the legend gives the mean ± std of
-    the per-fold AUC (see :func:`roc_points`).
+    Curves pool the scores of all folds (see :func:`roc_points`); the
+    legend gives the table's ROC AUC (mean ± std over folds; macro
+    one-vs-rest for more than two classes) and the AUC of the pooled curve.
+    With one test split (``--split predefined``) there is no spread to show.
 
     Returns
     -------
@@ -717,25 +736,33 @@ def plot_roc_curves(result, top: int = 3, ax=None):
     ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1, label="chance")
     kind, pos = None, None
     drawn = 0
+    single = True      # every curve drawn comes from one test split
+    one_class = False  # scores exist, but the test data hold a single class
     for i, (_, r) in enumerate(rows.iterrows()):
         pts = roc_points(result, r)
         kind, pos = pts["kind"], pts["positive_label"] or pos
         if len(pts["fpr"]) == 0:
+            one_class = one_class or pts["n"] > 0
             continue
         ax.plot(pts["fpr"], pts["tpr"], lw=1.6, color=f"C{i % 10}",
-                label=f"{_row_label(pts['feature_set'], pts['model'])}: {_auc_label(pts)}")
+                label=f"{_row_label(pts['feature_set'], pts['model'])}: {_auc_label(pts, r)}")
         drawn += 1
+        single = single and len(pts["fold_aucs"]) <= 1
     if drawn == 0:
-        ax.text(0.5, 0.5, "no scores to plot", ha="center", va="center", transform=ax.transAxes)
+        why = ("the test data hold one class only: no ROC curve" if one_class
+               else "no scores to plot")
+        ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes)
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
     ax.set_aspect("equal")
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
+    how = ("(one test split)" if single and drawn else
+           "(pooled over folds; AUC mean ± std over folds, as in the table)")
     if kind == "binary":
-        title = f"ROC, positive class = {pos}\n(pooled over folds; AUC mean ± std over folds)"
+        title = f"ROC, positive class = {pos}\n{how}"
     else:
-        title = "ROC, micro-average one-vs-rest\n(pooled over folds; AUC mean ± std over folds)"
+        title = f"ROC, micro-average one-vs-rest curves\n{how}"
     ax.set_title(title, fontsize=9)
     if fig.get_layout_engine() is not None and len(fig.axes) == 1:
         # below the plot: inside, long labels would hide the curves' steep start
@@ -1113,7 +1140,9 @@ def _image_frame(result, feature_sets) -> pd.DataFrame:
 
 def _dataset_summary(images: pd.DataFrame) -> Dict[str, Any]:
     lab = images[images["label"].notna()]
-    subj_known = len(images) > 0 and bool((images["subject"] != "").all())
+    # subjects count as known when every labelled image has one: the unlabelled
+    # images (C-NMC's final test set) never take part in the comparison
+    subj_known = len(lab) > 0 and bool((lab["subject"] != "").all())
     per_class = {}
     for c, g in lab.groupby("label", sort=True):
         per_class[str(c)] = {"images": int(len(g)),
@@ -1121,7 +1150,7 @@ def _dataset_summary(images: pd.DataFrame) -> Dict[str, Any]:
     return {
         "n_images": int(len(images)),
         "n_labeled": int(len(lab)),
-        "n_subjects": int(images["subject"].nunique()) if subj_known else None,
+        "n_subjects": int(lab["subject"].nunique()) if subj_known else None,
         "classes": per_class,
     }
 
@@ -1304,6 +1333,7 @@ def write_report(result, out_dir, feature_sets=None, *, plots: bool = True) -> P
                      "machine": platform.machine(), "python_implementation":
                      platform.python_implementation()},
         "command": _command_text(params),
+        "working_directory": os.getcwd(),  # where a relative path in the command is resolved
         "params": params,
         "seeds": _seeds(params),
         "cv_description": getattr(result, "cv_description", None),

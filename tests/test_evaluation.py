@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 
@@ -472,3 +473,13 @@ def test_repeats_that_give_the_same_folds_are_not_counted_twice():
     splits2, desc2, notes2 = plan_splits(y2, g2, cv=3, repeats=3, seed=0)
     assert sorted({s.repeat for s in splits2}) == [0, 1, 2] and not notes2
     assert "repeated 3 times (seeds 0, 1, 2)" in desc2
+
+
+def test_positive_label_on_more_than_two_classes_is_an_error(tmp_path):
+    fs = make_fs()
+    y = fs.y.copy()
+    y[::3] = "third"
+    fs3 = dataclasses.replace(fs, y=y) if dataclasses.is_dataclass(fs) else fs
+    fs3.y = y
+    with pytest.raises(ValueError, match="a positive class applies to two"):
+        run(fs3, tmp_path, positive_label="all")

@@ -296,6 +296,31 @@ def test_roc_multiclass_micro():
     assert pts["kind"] == "micro-ovr"
     assert pts["auc"] == pytest.approx(1.0)
     assert pts["fpr"][0] == 0 and pts["tpr"][-1] == 1
+    # the legend gives the table's (macro) AUC, not a per-fold micro AUC of its own
+    r.table = pd.DataFrame([{"Feature Set": "f", "Model": "c", "Status": "ok", "ROC AUC": 0.9123,
+                             "ROC AUC Std": 0.0456}])
+    fig = reporting.plot_roc_curves(r)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "f · c: macro AUC 0.912 ± 0.046 (micro, pooled 1.000)" in legend
+
+
+def test_roc_of_one_test_split_and_of_one_class():
+    r = _perfect_ranking_result()
+    r.predictions = r.predictions[r.predictions["fold"] == 0]  # one test split
+    r.table = r.table.assign(**{"ROC AUC": 0.8, "ROC AUC Std": np.nan})
+    fig = reporting.plot_roc_curves(r)
+    assert [t.get_text() for t in fig.legends[0].get_texts()][1].endswith(": AUC 0.800")  # no ± 0.000
+    assert "(one test split)" in fig.axes[0].get_title()
+    r.predictions = r.predictions[r.predictions["y_true"] == "all"]  # the test split holds one class
+    fig = reporting.plot_roc_curves(r)
+    assert "the test data hold one class only: no ROC curve" in [t.get_text() for t in fig.axes[0].texts]
+
+
+def test_dataset_summary_ignores_unlabelled_images_without_subjects():
+    images = pd.DataFrame({"label": ["all", "all", "hem", None], "subject": ["1", "2", "H1", ""]})
+    d = reporting._dataset_summary(images)
+    assert d["n_subjects"] == 3 and d["classes"]["hem"] == {"images": 1, "subjects": 1}
+    assert d["n_images"] == 4 and d["n_labeled"] == 3
 
 
 def test_confusion_counts_pooled():
@@ -323,7 +348,11 @@ def test_class_balance_and_sample_grid(tmp_path):
     heights = sorted(p.get_height() for p in fig.axes[0].patches)
     assert heights == [15, 15]
     assert sorted(p.get_height() for p in fig.axes[1].patches) == [3, 3]
+    many = ["basophil", "eosinophil", "erythroblast", "lymphocyte", "monocyte", "neutrophil"]
+    fig = reporting.plot_class_balance(many)
+    assert all(t.get_rotation() == 40 for t in fig.axes[0].get_xticklabels())  # readable, not overlapping
     fig = reporting.plot_class_balance(["a", "a", "b"])
+    assert all(t.get_rotation() == 0 for t in fig.axes[0].get_xticklabels())
     assert len(fig.axes) == 1
     assert sorted(p.get_height() for p in fig.axes[0].patches) == [1, 2]
     fig = reporting.plot_sample_grid(fsets[0].paths, fsets[0].y, per_class=4, seed=1)
