@@ -32,6 +32,8 @@ import pandas as pd
 from .features.base import ExtractorConfig
 
 META_COLUMNS = ["id", "size", "mtime_ns", "pixel_hash", "dhash", "seg_fallback"]
+#: Times a read starts over when another run's compaction removed a chunk under it.
+_CONCURRENT_RETRIES = 5
 
 
 def default_cache_dir() -> Path:
@@ -121,23 +123,35 @@ class FeatureCache:
         cheap for large caches.  ``_chunk`` and ``_row`` locate each image's
         feature row (see :meth:`matrix`).
         """
-        if self._index is None:
+        for _attempt in range(_CONCURRENT_RETRIES):
+            if self._index is not None:
+                break
             files = self.chunk_files()
             frames = []
-            for c, f in enumerate(files):
-                try:
-                    m = pd.read_parquet(f, columns=META_COLUMNS)
-                except Exception:  # noqa: BLE001 - a damaged chunk is ignored, its images redone
-                    continue
-                m["_chunk"] = c
-                m["_row"] = np.arange(len(m))
-                frames.append(m)
+            try:
+                for c, f in enumerate(files):
+                    try:
+                        m = pd.read_parquet(f, columns=META_COLUMNS)
+                    except FileNotFoundError:
+                        raise
+                    except Exception:  # noqa: BLE001 - a damaged chunk is ignored, its images redone
+                        continue
+                    m["_chunk"] = c
+                    m["_row"] = np.arange(len(m))
+                    frames.append(m)
+            except FileNotFoundError:
+                # another run merged chunks (compact) between the listing and the
+                # reading: its merged file holds the rows, so list the files again
+                continue
             if frames:
                 t = pd.concat(frames, ignore_index=True)
                 t = t.drop_duplicates("id", keep="last").set_index("id")
             else:
                 t = pd.DataFrame(columns=META_COLUMNS + ["_chunk", "_row"]).set_index("id")
             self._files, self._index = files, t
+        if self._index is None:
+            raise OSError(f"{self.path}: the cache kept changing while it was read (another leukbench "
+                          "run compacting it?); run the command again")
         return self._index
 
     def cached_mask(self, ids: Sequence[str], sizes: np.ndarray, mtimes: np.ndarray) -> np.ndarray:
@@ -161,14 +175,20 @@ class FeatureCache:
         Reads one chunk at a time into a preallocated array, so the peak memory
         is the matrix itself plus one chunk.
         """
-        idx = self.index().loc[list(ids), ["_chunk", "_row"]]
-        out = np.empty((len(idx), len(self.feature_names)), dtype=np.float32)
-        chunk = idx["_chunk"].to_numpy(dtype=np.int64)
-        row = idx["_row"].to_numpy(dtype=np.int64)
-        for c in np.unique(chunk):
-            where = np.flatnonzero(chunk == c)
-            out[where] = _read_features(self._files[c], self.feature_names)[row[where]]
-        return out
+        for _attempt in range(_CONCURRENT_RETRIES):
+            idx = self.index().loc[list(ids), ["_chunk", "_row"]]
+            out = np.empty((len(idx), len(self.feature_names)), dtype=np.float32)
+            chunk = idx["_chunk"].to_numpy(dtype=np.int64)
+            row = idx["_row"].to_numpy(dtype=np.int64)
+            try:
+                for c in np.unique(chunk):
+                    where = np.flatnonzero(chunk == c)
+                    out[where] = _read_features(self._files[c], self.feature_names)[row[where]]
+                return out
+            except FileNotFoundError:  # merged away by another run meanwhile: read the index again
+                self._index = None
+        raise OSError(f"{self.path}: the cache kept changing while it was read (another leukbench "
+                      "run compacting it?); run the command again")
 
     def table(self) -> pd.DataFrame:
         """All cached rows (metadata and features, newest per id), indexed by id.

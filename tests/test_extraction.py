@@ -463,3 +463,36 @@ def test_summary_names_the_images_where_no_cell_was_found(cnmc_folders, tmp_path
     _, (again,) = extract(cnmc_folders, "handcrafted", cache_dir=tmp_path / "c", progress=False, num_workers=0,
                           return_summaries=True)  # from the cache: the same images named
     assert again.n_cached == len(fs) and again.segmentation_fallback_ids == s.segmentation_fallback_ids
+
+
+def test_reading_while_another_run_compacts(cnmc_folders, tmp_path, monkeypatch):
+    """A reader whose chunks are merged away by another run's compact() reads the merged file."""
+    from leukbench.cache import FeatureCache
+
+    fs, _ = run(cnmc_folders, tmp_path / "c", chunk_size=1)  # 18 chunks, fewer than a compaction group
+    ex = ChannelStats()
+    reader = FeatureCache(tmp_path / "c", cnmc_folders, ex.config, ex.feature_names)
+    other = FeatureCache(tmp_path / "c", cnmc_folders, ex.config, ex.feature_names)
+    ids = list(fs.ids)
+    reader.index()
+    assert other.compact(group=6) == 18  # the listing the reader holds is gone
+    np.testing.assert_array_equal(reader.matrix(ids), fs.X)
+    # ... and while the reader is listing: chunks vanish between the glob and the reads
+    for name in ("a", "b"):  # fresh chunks to merge
+        run(cnmc_folders, tmp_path / name, chunk_size=1)
+    compactor = FeatureCache(tmp_path / "a", cnmc_folders, ex.config, ex.feature_names)
+    lister = FeatureCache(tmp_path / "a", cnmc_folders, ex.config, ex.feature_names)
+    real_read = pd.read_parquet
+    state = {"done": False}
+
+    def read_after_a_compaction(path, *a, **kw):
+        if not state["done"]:
+            state["done"] = True
+            compactor.compact(group=6)
+        return real_read(path, *a, **kw)
+
+    monkeypatch.setattr(pd, "read_parquet", read_after_a_compaction)
+    from leukbench.cache import stat_images
+
+    mask = lister.cached_mask(ids, *stat_images(list(fs.paths)))
+    assert mask.all() and len(lister.chunk_files()) == 3  # nothing looked uncached
