@@ -262,10 +262,28 @@ def test_missing_weights_file_is_a_clear_error(tmp_path):
 
 
 def test_not_a_state_dict_is_a_clear_error(tmp_path):
+    import torch
+
     path = tmp_path / "junk.pt"
     path.write_bytes(b"this is not a torch file")
-    with pytest.raises(WeightsUnavailableError, match="junk.pt"):
+    with pytest.raises(WeightsUnavailableError, match=r"junk.pt' is not a torch file") as info:
         DeepExtractor("efficientnet_lite0", weights=str(path), device="cpu").load_model()
+    assert "weights_only" not in str(info.value)  # no advice to unpickle an untrusted file
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(WeightsUnavailableError, match="empty.pt' is empty"):
+        DeepExtractor("efficientnet_lite0", weights=str(tmp_path / "empty.pt"), device="cpu").load_model()
+    cut = tmp_path / "cut.pt"
+    torch.save({"w": torch.zeros(64, 64)}, cut)
+    cut.write_bytes(cut.read_bytes()[:300])
+    with pytest.raises(WeightsUnavailableError, match="cut.pt' is truncated or damaged"):
+        DeepExtractor("efficientnet_lite0", weights=str(cut), device="cpu").load_model()
+    whole = tmp_path / "whole.pt"
+    torch.save(torch.nn.Linear(2, 2), whole)  # a pickled module, not a state dict
+    with pytest.raises(WeightsUnavailableError, match="holds pickled Python objects") as info:
+        DeepExtractor("efficientnet_lite0", weights=str(whole), device="cpu").load_model()
+    assert "\x1b[" not in str(info.value)  # torch's terminal colours are stripped
+    with pytest.raises(WeightsUnavailableError, match="is a folder; pass a weights file in it"):
+        DeepExtractor("resnet50", weights=str(tmp_path), device="cpu")
 
 
 def test_lite0_accepts_lukemelas_layout_file(tmp_path, lite0, cat):

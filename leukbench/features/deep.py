@@ -451,10 +451,15 @@ def _weights_id(spec: _Spec, kind: str, path: Optional[Path], seed: int) -> str:
     if kind == "none":
         return f"random-init(seed={seed})"
     if kind == "file":
+        if path.is_dir():
+            raise WeightsUnavailableError(
+                f"{spec.name}: {str(path)!r} is a folder; pass a weights file in it (.pth, .pt or "
+                ".safetensors), --weights imagenet or --weights none"
+            )
         if not path.is_file():
             raise WeightsUnavailableError(
-                f"{spec.name}: weights file {str(path)!r} not found; pass an existing .pth/.pt file, "
-                "--weights imagenet or --weights none"
+                f"{spec.name}: weights file {str(path)!r} not found; pass an existing .pth, .pt or "
+                ".safetensors file, --weights imagenet or --weights none"
             )
         return f"file:{path.name}:sha256={_sha256_prefix(path)}"
     if spec.family == "lite0":
@@ -519,10 +524,24 @@ def load_state_dict_file(path) -> Dict[str, Any]:
         else:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
+        import pickle
+
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # torch colours part of its message
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+        if isinstance(exc, pickle.UnpicklingError) and "weights only" in text.lower():
+            what = ("holds pickled Python objects (a whole model, an optimizer...), which leukbench "
+                    "does not unpickle since that can run code from the file")
+        elif not head:
+            what = "is empty"
+        elif path.suffix != ".safetensors" and not (head.startswith(b"PK") or head[:1] == b"\x80"):
+            what = "is not a torch file (neither a torch.save zip nor a pickle)"
+        else:
+            what = (f"is truncated or damaged ({exc.__class__.__name__}: "
+                    f"{text.splitlines()[0] if text else 'no details'})")
         raise WeightsUnavailableError(
-            f"cannot read weights file {str(path)!r} ({exc.__class__.__name__}: "
-            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
-            "save it with torch.save(model.state_dict(), path)"
+            f"weights file {str(path)!r} {what}; save the weights with "
+            "torch.save(model.state_dict(), path)"
         ) from exc
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
