@@ -48,7 +48,9 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default="imagenet", metavar="W",
                    help="weights of the deep backbones: imagenet | none (random init) | path to a weights file "
                         "(default: imagenet; handcrafted features have none)")
-    p.add_argument("--segment", action="store_true", help="segment and crop the cell first")
+    p.add_argument("--segment", action="store_true",
+                   help="segment and crop the cell first (for deep backbones; handcrafted features find "
+                        "the cell themselves, and on a crop their size columns lose the cell's size)")
     p.add_argument("--grayscale", action="store_true", help="convert images to grayscale first")
     p.add_argument("--device", default="auto", metavar="D",
                    help="auto (CUDA when available, else CPU) | cpu | cuda | cuda:N | mps (default: auto)")

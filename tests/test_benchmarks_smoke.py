@@ -146,3 +146,12 @@ def test_bench_bookkeeping(capsys, tmp_path):
     (row,) = json.loads(out.read_text())["results"]
     assert row["found"] == 300 and row["audit_pairs"] == 5  # the planted copies, nothing else
     assert "| 300 |" in capsys.readouterr().out
+
+
+def test_bench_segmentation(capsys, tmp_path):
+    sample = load_sample().attrs["root"]
+    out = tmp_path / "s.json"
+    assert load("bench_segmentation").main(["--data", str(sample), "--step", "20", "--out", str(out)]) == 0
+    (res,) = json.loads(out.read_text())["results"]
+    assert res["images"] == 8 and res["found"] == 8  # C-NMC cells on black: always found
+    assert "| sample | 8 | 8 |" in capsys.readouterr().out

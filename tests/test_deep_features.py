@@ -409,8 +409,11 @@ def test_devices():
         with pytest.raises(ValueError, match="--device cpu"):
             DeepExtractor("efficientnet_lite0", device="cuda")
     assert resolve_device("cpu") == "cpu"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
         resolve_device("tpu")
+    with pytest.raises(ValueError, match="unknown device 'cuda:x'; use cuda:N"):
+        resolve_device("cuda:x")  # a typo, whether or not CUDA is here
+    assert "timm:" not in base.list_extractors()  # every listed name builds as it is
 
 
 def test_cuda_float16_features_have_their_own_cache(monkeypatch):

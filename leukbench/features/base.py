@@ -32,7 +32,9 @@ import numpy as np
 #: 2: deep backbones run with their batch norms folded into the convolutions on
 #: the CPU (features change at float32 rounding, which can flip a tree's split).
 #: 3: high-bit-depth images are scaled by the range of a camera bit depth (8, 10,
-#: 12, 14, 16 bits), no longer by any 2**k - 1 (8-bit images are unchanged).
+#: 12, 14, 16 bits), no longer by any 2**k - 1 (8-bit images are unchanged); the
+#: cell is chosen with a stronger preference for the image centre
+#: (preprocessing.CENTRALITY_POWER), which moves the mask of ~0.7 % of cells.
 FEATURE_VERSION = 3
 
 
@@ -154,9 +156,12 @@ def register_extractor(name: str):
 
 
 def list_extractors() -> List[str]:
-    """Names accepted by :func:`create_extractor` (``timm:<model>`` too)."""
+    """Names of the registered extractors, each of which :func:`create_extractor` builds.
+
+    Any timm model is accepted too, as ``timm:<model name>`` (not listed).
+    """
     _ensure_builtin()
-    return sorted(_REGISTRY)
+    return sorted(n for n in _REGISTRY if n != "timm:")
 
 
 def create_extractor(name: str, **kwargs) -> Extractor:

@@ -171,6 +171,8 @@ def resolve_device(device: str = "auto") -> str:
     if d == "cpu":
         return "cpu"
     if d == "cuda" or d.startswith("cuda:"):
+        if ":" in d and not d.split(":", 1)[1].isdigit():
+            raise ValueError(f"unknown device {device!r}; use cuda:N with N a device number, or cpu")
         if not torch.cuda.is_available():
             raise ValueError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
         if ":" in d:
