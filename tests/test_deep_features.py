@@ -338,6 +338,27 @@ def test_timm_imagenet_unavailable_raises(monkeypatch):
         ext.load_model()
 
 
+def test_timm_weights_in_offline_mode_when_the_hub_is_unreachable(monkeypatch):
+    """No network: huggingface_hub's offline mode for the build (cache or a fast failure), not
+    ~50 s of retries; the setting is restored afterwards."""
+    import timm.models._builder as builder
+    from huggingface_hub import constants
+
+    seen = []
+
+    def record(*a, **k):
+        seen.append(constants.HF_HUB_OFFLINE)
+        raise OSError("not cached (test)")
+
+    monkeypatch.setattr(builder, "load_pretrained", record)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    for reachable, offline in ((False, True), (True, False)):
+        monkeypatch.setattr(deep, "_hub_reachable", lambda timeout=3.0, r=reachable: r)
+        with pytest.raises(WeightsUnavailableError):
+            DeepExtractor("timm:test_resnet", weights="imagenet", device="cpu").load_model()
+        assert seen[-1] is offline and constants.HF_HUB_OFFLINE is False
+
+
 # --------------------------------------------------------------------------
 # timm, registry, heads
 # --------------------------------------------------------------------------

@@ -36,6 +36,7 @@ the network under :func:`torch.inference_mode`, channels-last.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
@@ -490,6 +491,40 @@ def _unavailable(spec: _Spec, exc: BaseException, where: str = "") -> WeightsUna
     )
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub (``$HF_ENDPOINT``) answers a TCP connection."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _hub_offline_when_unreachable():
+    """huggingface_hub's offline mode for the duration of one model build, when the Hub
+    cannot be reached: timm then loads cached weights, or fails at once, instead of
+    retrying for ~50 s with a warning per retry."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - timm always brings it
+        yield
+        return
+    if getattr(constants, "HF_HUB_OFFLINE", False) or _hub_reachable():
+        yield
+        return
+    saved = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved
+
+
 def _ensure_torchvision_cached(spec: _Spec) -> Path:
     """Path of the weights file in the torch hub cache, downloading it if needed."""
     import torch.hub
@@ -714,7 +749,9 @@ def _build(spec: _Spec, kind: str, path: Optional[Path], seed: int, with_head: b
                 "use --weights /path/to/file.pth or --weights none"
             )
         try:
-            model = timm.create_model(spec.arch, pretrained=True, **({} if with_head else {"num_classes": 0}))
+            with _hub_offline_when_unreachable():
+                model = timm.create_model(spec.arch, pretrained=True,
+                                          **({} if with_head else {"num_classes": 0}))
         except Exception as exc:  # hub/network errors come in many types
             raise _unavailable(spec, exc) from exc
     model.eval()
