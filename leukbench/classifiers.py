@@ -274,7 +274,13 @@ def select_classifiers(
     if classifiers is None or classifiers == "" or classifiers == []:
         return base
     items = [c.strip() for c in (classifiers.split(",") if isinstance(classifiers, str) else classifiers)]
-    items = [c for c in items if c]
+    by_lower = {n.lower(): n for n in _REGISTRY}
+
+    def spelled(c):  # names are matched whatever their case: "svc" is SVC
+        sign, bare = ("-", c[1:]) if c.startswith("-") else ("", c)
+        return sign + (bare if bare in _REGISTRY else by_lower.get(bare.lower(), bare))
+
+    items = [spelled(c) for c in items if c]
     minus = [c for c in items if c.startswith("-")]
     plus = [c for c in items if not c.startswith("-")]
     if minus and plus:

@@ -25,6 +25,8 @@ def test_select_and_exclude():
     with pytest.raises(C.UnknownClassifierError, match="unknown classifier 'Nope'"):
         C.make_classifier("Nope")
     assert C.select_classifiers(["SVC", " GaussianNB "]) == ["SVC", "GaussianNB"]
+    assert C.select_classifiers("svc,xgbclassifier") == ["SVC", "XGBClassifier"]  # any case
+    assert "GaussianNB" not in C.select_classifiers("-gaussiannb")
     assert C.select_classifiers(None) == C.select_classifiers("") == list(C.DEFAULT_BATTERY)
     with pytest.raises(ValueError, match="not both"):
         C.select_classifiers("SVC,-GaussianNB")
