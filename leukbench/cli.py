@@ -183,6 +183,11 @@ def cmd_compare(args) -> int:
                          "leave it out (F1, precision and recall are then weighted over the classes)")
     result_sets, _ = _extract(args, table)
     sets = list(result_sets.values()) if isinstance(result_sets, dict) else [result_sets]
+    for fs in sets:  # a class whose every image was unreadable: say so, not "one class"
+        lost = sorted(set(classes) - {str(c) for c in fs.y})
+        if lost and len(classes) - len(lost) < 2:
+            raise ValueError(f"{data}: no image of class {', '.join(lost)} could be read for {fs.name} "
+                             "(see the skipped images listed above); fix or replace them")
     cache_dir = Path(args.cache_dir) if args.cache_dir else None
     if cache_dir is None:
         from .cache import default_cache_dir

@@ -496,3 +496,13 @@ def test_reading_while_another_run_compacts(cnmc_folders, tmp_path, monkeypatch)
 
     mask = lister.cached_mask(ids, *stat_images(list(fs.paths)))
     assert mask.all() and len(lister.chunk_files()) == 3  # nothing looked uncached
+
+
+def test_compare_says_when_a_whole_class_was_unreadable(cnmc_folders, tmp_path, capsys):
+    for f in (cnmc_folders / "hem").iterdir():
+        f.write_bytes(b"not an image")
+    code = cli.main(["compare", str(cnmc_folders), "--features", "chanstats", "--cache-dir", str(tmp_path / "c"),
+                     "-q", "--out", str(tmp_path / "r")])
+    out, err = capsys.readouterr()
+    assert code == 2 and "no image of class hem could be read for chanstats" in err
+    assert "skipped 9: not a recognised image format" in out  # the summary said why, above the error
