@@ -163,7 +163,7 @@ def cmd_compare(args) -> int:
 
     data = args.data if args.data is not None else datasets.sample_root()
     # everything that can be checked is checked before any extraction
-    if args.classifiers is not None and not args.classifiers.strip(","):
+    if args.classifiers is not None and not any(c.strip().lstrip("-") for c in args.classifiers.split(",")):
         raise ValueError("--classifiers is empty; name classifiers to run, or leave it out for the battery")
     check_options(classifiers=args.classifiers, battery=args.battery, split=args.split, cv=args.cv,
                   repeats=args.repeats, sort=args.sort, timeout=args.timeout)

@@ -988,6 +988,8 @@ def compare(
     names, table_sort = check_options(classifiers=classifiers, battery=battery, split=split, cv=cv,
                                       repeats=repeats, sort=sort, timeout=timeout)
     classes = sorted({str(c) for fs in sets for c in fs.y})
+    if len(classes) < 2:
+        raise EvaluationError(f"need at least two classes to compare classifiers, found {classes}")
     if positive_label is None:
         positive_label = _default_positive(classes)
     elif len(classes) == 2 and positive_label not in classes:

@@ -288,7 +288,8 @@ def run_extractor(
             num_workers = default_num_workers(extractor)
         num_workers = min(num_workers, max(0, len(todo) // 8))
         ds = _ImageDataset([paths[i] for i in todo], extractor, extractor.config.segment, extractor.config.grayscale)
-        # no batch larger than a chunk: a crash loses at most about one chunk (Ctrl-C loses nothing)
+        # no batch larger than a chunk, and chunks of exactly chunk_size rows (the last one
+        # smaller): a crash loses at most a chunk and a batch, Ctrl-C only the batch in flight
         batch_size = max(1, min(extractor.batch_size, chunk_size))
         if extractor.feed == "alternate":
             loader = _alternating_batches(ds, batch_size, num_workers)
@@ -296,13 +297,17 @@ def run_extractor(
             loader = _overlapped_batches(ds, batch_size, num_workers)
         buf: Dict[str, list] = {k: [] for k in ("ids", "sizes", "mtimes", "ph", "dh", "fb", "X")}
 
-        def flush():
-            if not buf["ids"]:
+        def flush(limit: Optional[int] = None):
+            """Write the first ``limit`` buffered rows (all by default) as one chunk."""
+            n = len(buf["ids"]) if limit is None else min(limit, len(buf["ids"]))
+            if n == 0:
                 return
-            cache.write_chunk(buf["ids"], buf["sizes"], buf["mtimes"], buf["ph"], buf["dh"], buf["fb"],
-                              np.concatenate(buf["X"], axis=0))
-            for v in buf.values():
-                v.clear()
+            X = np.concatenate(buf["X"], axis=0)
+            cache.write_chunk(buf["ids"][:n], buf["sizes"][:n], buf["mtimes"][:n], buf["ph"][:n],
+                              buf["dh"][:n], buf["fb"][:n], X[:n])
+            for k in ("ids", "sizes", "mtimes", "ph", "dh", "fb"):
+                del buf[k][:n]
+            buf["X"][:] = [X[n:]] if n < len(X) else []
 
         bar = tqdm(total=len(todo), desc=extractor.name, unit="img", disable=not progress,
                    file=sys.stderr, dynamic_ncols=True, leave=False)
@@ -324,8 +329,8 @@ def run_extractor(
                         buf["dh"].append(b[2][1])
                         buf["fb"].append(b[3])
                     buf["X"].append(np.asarray(X, dtype=np.float32))
-                    if len(buf["ids"]) >= chunk_size:
-                        flush()
+                    while len(buf["ids"]) >= chunk_size:  # chunks of exactly chunk_size rows
+                        flush(chunk_size)
                 bar.update(len(batch))
         finally:
             # Keep whatever was computed, also on Ctrl-C or an unexpected error,

@@ -417,11 +417,12 @@ def roc_points(result, row) -> Dict[str, Any]:
 
         def fold_auc(idx):
             idx = idx[keep[idx]]
-            t = Y[idx].ravel()
-            return roc_auc_score(t, S[idx].ravel()) if 0 < t.sum() < len(t) else None
+            if len(set(y_true[idx])) < 2:  # one class in the fold: no AUC, as in the table
+                return None
+            return roc_auc_score(Y[idx].ravel(), S[idx].ravel())
 
     out["n"] = int(keep.sum())
-    if out["n"] == 0 or flat_t.min() == flat_t.max():
+    if out["n"] == 0 or flat_t.min() == flat_t.max() or len(set(y_true[keep])) < 2:
         return out
     fpr, tpr, _ = roc_curve(flat_t, flat_s)
     out["fpr"], out["tpr"] = fpr, tpr
@@ -523,7 +524,7 @@ def plot_class_balance(feature_set_or_labels, ax=None, subjects=None):
         fig, ax_img, ax_sub = ax.figure, ax, None
 
     bars = ax_img.bar(order, n_img.values, color=colors)
-    crowded = len(order) > 4 or max((len(c) for c in order), default=0) > 10
+    crowded = len(order) > 4 or max((len(c) for c in order if c != "(unlabeled)"), default=0) > 10
     if ax_sub is None and has_subj:
         texts = [f"{i}\n({s} subj.)" for i, s in zip(n_img.values, n_sub.values)]
     else:
@@ -699,7 +700,7 @@ def _auc_label(pts, row=None) -> str:
     """Legend text: the table's ROC AUC (mean ± std over folds) when the row has it,
     so that the plot and the table agree, then the AUC of the pooled curve drawn."""
     mean, std = pts["auc_mean"], pts["auc_std"]
-    if row is not None and "ROC AUC" in row and not _isnan(row["ROC AUC"]):
+    if row is not None and "ROC AUC" in row:  # the table's number, n/a included
         mean = float(row["ROC AUC"])
         std = float(row.get("ROC AUC Std", math.nan))
     single = len(pts["fold_aucs"]) <= 1
@@ -736,7 +737,9 @@ def plot_roc_curves(result, top: int = 3, ax=None):
     ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1, label="chance")
     kind, pos = None, None
     drawn = 0
-    single = True      # every curve drawn comes from one test split
+    p_all = _frame(result, "predictions")
+    split_cols = [c for c in ("repeat", "fold") if c in p_all.columns]
+    single = p_all.empty or not split_cols or len(p_all.groupby(split_cols)) <= 1  # one test split
     one_class = False  # scores exist, but the test data hold a single class
     for i, (_, r) in enumerate(rows.iterrows()):
         pts = roc_points(result, r)
@@ -747,7 +750,6 @@ def plot_roc_curves(result, top: int = 3, ax=None):
         ax.plot(pts["fpr"], pts["tpr"], lw=1.6, color=f"C{i % 10}",
                 label=f"{_row_label(pts['feature_set'], pts['model'])}: {_auc_label(pts, r)}")
         drawn += 1
-        single = single and len(pts["fold_aucs"]) <= 1
     if drawn == 0:
         why = ("the test data hold one class only: no ROC curve" if one_class
                else "no scores to plot")
@@ -757,7 +759,7 @@ def plot_roc_curves(result, top: int = 3, ax=None):
     ax.set_aspect("equal")
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
-    how = ("(one test split)" if single and drawn else
+    how = ("(one test split)" if single else
            "(pooled over folds; AUC mean ± std over folds, as in the table)")
     if kind == "binary":
         title = f"ROC, positive class = {pos}\n{how}"
@@ -1404,9 +1406,9 @@ def _report_html(result, table, dataset, fs_info, plots, plots_dir, created, par
     )
     if skipped is not None and len(skipped):
         kinds = ", ".join(f"{k}: {v}" for k, v in skipped["kind"].value_counts().sort_index().items())
-        parts.append(f'<p class="warn">{len(skipped)} image(s) could not be read and are not in the '
-                     f"comparison ({e(kinds)}); each is listed with its reason in "
-                     "<code>skipped_images.csv</code>.</p>")
+        parts.append(f'<p class="warn">{len(skipped)} image(s) of the dataset could not be read and '
+                     f"are missing from the feature sets ({e(kinds)}); each is listed with its "
+                     "reason in <code>skipped_images.csv</code>.</p>")
     if dataset["classes"]:
         parts.append('<table><thead><tr><th class="left">class</th><th class="right">images</th>'
                      '<th class="right">subjects</th></tr></thead><tbody>')

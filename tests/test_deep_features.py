@@ -338,6 +338,24 @@ def test_timm_imagenet_unavailable_raises(monkeypatch):
         ext.load_model()
 
 
+def test_hub_probe_trusts_a_proxy_and_the_endpoint_scheme(monkeypatch):
+    import socket
+
+    tried = []
+
+    def connect(address, timeout=None):
+        tried.append(address)
+        raise OSError("unreachable (test)")
+
+    monkeypatch.setattr(socket, "create_connection", connect)
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://hub.example")
+    assert deep._hub_reachable() is False and tried[-1] == ("hub.example", 80)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")  # only the proxy gets out
+    assert deep._hub_reachable() is True and len(tried) == 1
+
+
 def test_timm_weights_in_offline_mode_when_the_hub_is_unreachable(monkeypatch):
     """No network: huggingface_hub's offline mode for the build (cache or a fast failure), not
     ~50 s of retries; the setting is restored afterwards."""

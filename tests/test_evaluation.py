@@ -395,6 +395,7 @@ def test_cli_checks_compare_options_before_extracting(tmp_path, capsys, monkeypa
     sample = str(load_sample().attrs["root"])
     for argv, message in (  # the data exists; still nothing may be extracted before the error
         (["--classifiers", ""], "--classifiers is empty"),
+        (["--classifiers", "-,"], "--classifiers is empty"),
         (["--out", str(tmp_path / "a-file")], "a-file: exists and is not a folder"),
         (["--out", str(tmp_path / "a-file" / "x")], "cannot write a folder here"),
         (["--split", "predefined"], "found 159 train, 0 test"),
@@ -479,7 +480,7 @@ def test_positive_label_on_more_than_two_classes_is_an_error(tmp_path):
     fs = make_fs()
     y = fs.y.copy()
     y[::3] = "third"
-    fs3 = dataclasses.replace(fs, y=y) if dataclasses.is_dataclass(fs) else fs
-    fs3.y = y
     with pytest.raises(ValueError, match="a positive class applies to two"):
-        run(fs3, tmp_path, positive_label="all")
+        run(dataclasses.replace(fs, y=y), tmp_path, positive_label="all")
+    with pytest.raises(EvaluationError, match="need at least two classes"):  # not "leave it out"
+        run(dataclasses.replace(fs, y=np.full(len(fs), "all", dtype=object)), tmp_path, positive_label="all")

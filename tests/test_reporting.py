@@ -302,6 +302,13 @@ def test_roc_multiclass_micro():
     fig = reporting.plot_roc_curves(r)
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "f · c: macro AUC 0.912 ± 0.046 (micro, pooled 1.000)" in legend
+    # a test split of one class: no AUC in the table, and no number of its own in the plot
+    r.predictions = r.predictions[r.predictions["y_true"] == "a"].assign(fold=0)
+    r.table = r.table.assign(**{"ROC AUC": np.nan, "ROC AUC Std": np.nan})
+    assert np.isnan(reporting.roc_points(r, 0)["auc_mean"])
+    fig = reporting.plot_roc_curves(r)
+    assert "the test data hold one class only: no ROC curve" in [t.get_text() for t in fig.axes[0].texts]
+    assert "(one test split)" in fig.axes[0].get_title()
 
 
 def test_roc_of_one_test_split_and_of_one_class():

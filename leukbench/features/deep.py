@@ -492,13 +492,21 @@ def _unavailable(spec: _Spec, exc: BaseException, where: str = "") -> WeightsUna
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face Hub (``$HF_ENDPOINT``) answers a TCP connection."""
+    """Whether the Hugging Face Hub (``$HF_ENDPOINT``) answers a TCP connection.
+
+    Behind a proxy the direct connection says nothing, so the Hub is then taken
+    as reachable (huggingface_hub goes through the proxy itself).
+    """
     import socket
     from urllib.parse import urlparse
+    from urllib.request import getproxies
 
+    if getproxies():
+        return True
     url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = url.port or (80 if url.scheme == "http" else 443)
     try:
-        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout).close()
+        socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout).close()
     except OSError:
         return False
     return True
@@ -564,22 +572,27 @@ def load_state_dict_file(path) -> Dict[str, Any]:
         import pickle
 
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # torch colours part of its message
-        with open(path, "rb") as fh:
-            head = fh.read(4)
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(4)
+        except OSError:
+            head = b"?"  # unreadable: described by the exception below
         if isinstance(exc, pickle.UnpicklingError) and "weights only" in text.lower():
-            what = ("holds pickled Python objects (a whole model, an optimizer...), which leukbench "
-                    "does not unpickle since that can run code from the file")
+            what = ("holds pickled Python objects other than tensors (a whole model, an optimizer, "
+                    "NumPy arrays...), which leukbench does not unpickle since that can run code "
+                    "from the file")
         elif not head:
             what = "is empty"
-        elif path.suffix != ".safetensors" and not (head.startswith(b"PK") or head[:1] == b"\x80"):
+        elif path.suffix == ".safetensors":
+            what = f"is not a readable safetensors file ({exc.__class__.__name__})"
+        elif not (head.startswith(b"PK") or head[:1] == b"\x80"):
             what = "is not a torch file (neither a torch.save zip nor a pickle)"
         else:
             what = (f"is truncated or damaged ({exc.__class__.__name__}: "
                     f"{text.splitlines()[0] if text else 'no details'})")
-        raise WeightsUnavailableError(
-            f"weights file {str(path)!r} {what}; save the weights with "
-            "torch.save(model.state_dict(), path)"
-        ) from exc
+        save = ("safetensors.torch.save_file(model.state_dict(), path)" if path.suffix == ".safetensors"
+                else "torch.save(model.state_dict(), path)")
+        raise WeightsUnavailableError(f"weights file {str(path)!r} {what}; save the weights with {save}") from exc
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
