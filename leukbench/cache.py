@@ -150,8 +150,7 @@ class FeatureCache:
                 t = pd.DataFrame(columns=META_COLUMNS + ["_chunk", "_row"]).set_index("id")
             self._files, self._index = files, t
         if self._index is None:
-            raise OSError(f"{self.path}: the cache kept changing while it was read (another leukbench "
-                          "run compacting it?); run the command again")
+            raise self._kept_changing()
         return self._index
 
     def cached_mask(self, ids: Sequence[str], sizes: np.ndarray, mtimes: np.ndarray) -> np.ndarray:
@@ -187,8 +186,11 @@ class FeatureCache:
                 return out
             except FileNotFoundError:  # merged away by another run meanwhile: read the index again
                 self._index = None
-        raise OSError(f"{self.path}: the cache kept changing while it was read (another leukbench "
-                      "run compacting it?); run the command again")
+        raise self._kept_changing()
+
+    def _kept_changing(self) -> OSError:
+        return OSError(f"{self.path}: the cache kept changing while it was read (another leukbench "
+                       "run compacting it?); run the command again")
 
     def table(self) -> pd.DataFrame:
         """All cached rows (metadata and features, newest per id), indexed by id.

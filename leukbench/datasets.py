@@ -546,9 +546,7 @@ def check_labels(df: pd.DataFrame, where) -> None:
         hint = "put each class in its own sub-folder, e.g. all/ and hem/"
         root = df.attrs.get("root")
         if layout == "folders" and root and os.path.isdir(root):
-            with os.scandir(root) as it:
-                empty = sorted(e.name for e in it if e.is_dir() and not e.name.startswith(".")
-                               and e.name not in classes)
+            empty = [e.name for e in _subdirs(root) if e.name not in classes]
             if empty:
                 hint = f"{', '.join(f'{n}/' for n in empty)} holds no images; " + hint
             elif len(classes) == 1:

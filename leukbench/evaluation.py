@@ -174,7 +174,6 @@ def plan_splits(
     out: List[Split] = []
     idx = np.arange(len(y))
     seen: Dict[frozenset, int] = {}  # partition (its test folds) -> the repeat that made it first
-    duplicates: List[Tuple[int, int]] = []
     for r in range(repeats):
         if groups is not None:
             splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed + r)
@@ -184,14 +183,13 @@ def plan_splits(
             folds = list(splitter.split(idx, y.astype(str)))
         partition = frozenset(tuple(np.sort(te)) for _, te in folds)
         if partition in seen:  # the same folds again: no new evidence, so not counted twice
-            duplicates.append((r, seen[partition]))
             continue
         seen[partition] = r
         for f, (tr, te) in enumerate(folds):  # repeat r keeps its number: it used seed + r
             out.append(Split(r, f, np.asarray(tr), np.asarray(te)))
-    if duplicates:
+    if len(seen) < repeats:
         notes.append(
-            f"{len(duplicates)} of the {repeats} repeats gave folds identical to an earlier repeat and "
+            f"{repeats - len(seen)} of the {repeats} repeats gave folds identical to an earlier repeat and "
             f"were dropped, leaving {len(seen)} distinct partition(s)"
             + (" (StratifiedGroupKFold's shuffle only reorders subject groups of equal size, and "
                "few groups here have equal sizes)" if groups is not None else "")

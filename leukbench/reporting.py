@@ -422,7 +422,7 @@ def roc_points(result, row) -> Dict[str, Any]:
             return roc_auc_score(Y[idx].ravel(), S[idx].ravel())
 
     out["n"] = int(keep.sum())
-    if out["n"] == 0 or flat_t.min() == flat_t.max() or len(set(y_true[keep])) < 2:
+    if len(set(y_true[keep])) < 2:  # no images, or a single class: no curve
         return out
     fpr, tpr, _ = roc_curve(flat_t, flat_s)
     out["fpr"], out["tpr"] = fpr, tpr
@@ -1314,6 +1314,8 @@ def write_report(result, out_dir, feature_sets=None, *, plots: bool = True) -> P
     _audit_pairs(audit).to_csv(out / "audit_pairs.csv", index=False, lineterminator="\n")
     skipped = skipped_images(fsets)
     skipped.to_csv(out / "skipped_images.csv", index=False, lineterminator="\n")
+    skipped_summary = {"n": int(len(skipped)),
+                       "by_kind": {str(k): int(v) for k, v in skipped["kind"].value_counts().sort_index().items()}}
 
     # provenance -----------------------------------------------------------
     images = _image_frame(result, fsets)
@@ -1342,8 +1344,7 @@ def write_report(result, out_dir, feature_sets=None, *, plots: bool = True) -> P
         "classes": list(getattr(result, "classes", None) or []),
         "positive_label": getattr(result, "positive_label", None),
         "dataset": dataset,
-        "skipped_images": {"n": int(len(skipped)),
-                           "by_kind": {str(k): int(v) for k, v in skipped["kind"].value_counts().sort_index().items()}},
+        "skipped_images": skipped_summary,
         "feature_sets": [
             {**d, "extractors": [{k: v for k, v in x.items() if k != "config"}
                                  for x in d.get("extractors", [])]}
@@ -1364,14 +1365,15 @@ def write_report(result, out_dir, feature_sets=None, *, plots: bool = True) -> P
                                   encoding="utf-8")
 
     (out / "report.html").write_text(
-        _report_html(result, table, dataset, fs_info, plots, plots_dir, created, params, notes, skipped),
+        _report_html(result, table, dataset, fs_info, plots, plots_dir, created, params, notes,
+                     skipped_summary),
         encoding="utf-8",
     )
     return out
 
 
 def _report_html(result, table, dataset, fs_info, plots, plots_dir, created, params, notes,
-                 skipped: Optional[pd.DataFrame] = None) -> str:
+                 skipped: Optional[Dict[str, Any]] = None) -> str:
     e = _html_escape
     classes = list(getattr(result, "classes", None) or [])
     pos = getattr(result, "positive_label", None)
@@ -1404,9 +1406,9 @@ def _report_html(result, table, dataset, fs_info, plots, plots_dir, created, par
         + (f" Positive class: <b>{e(pos)}</b>." if pos is not None else "")
         + "</p>"
     )
-    if skipped is not None and len(skipped):
-        kinds = ", ".join(f"{k}: {v}" for k, v in skipped["kind"].value_counts().sort_index().items())
-        parts.append(f'<p class="warn">{len(skipped)} image(s) of the dataset could not be read and '
+    if skipped and skipped["n"]:
+        kinds = ", ".join(f"{k}: {v}" for k, v in skipped["by_kind"].items())
+        parts.append(f'<p class="warn">{skipped["n"]} image(s) of the dataset could not be read and '
                      f"are missing from the feature sets ({e(kinds)}); each is listed with its "
                      "reason in <code>skipped_images.csv</code>.</p>")
     if dataset["classes"]:
