@@ -13,6 +13,8 @@ from __future__ import annotations
 import warnings
 from typing import Callable, Dict, List, Sequence, Union
 
+from .exceptions import MissingDependencyError, UnknownClassifierError
+
 __all__ = [
     "BATTERY_VERSION",
     "UnknownClassifierError",
@@ -37,18 +39,11 @@ SEED_CLASSIFIERS = ("SVC", "XGBClassifier", "LinearDiscriminantAnalysis", "Ridge
 Factory = Callable[[int], object]
 
 
-class MissingDependencyError(ImportError):
-    """An optional package that a requested feature needs is not installed."""
 
 
 _REGISTRY: Dict[str, Factory] = {}
 
 
-class UnknownClassifierError(KeyError):
-    """A classifier name that is not registered (the message lists the valid ones)."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
 
 
 def register_classifier(name: str, factory: Factory, *, replace: bool = False) -> None:

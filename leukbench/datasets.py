@@ -27,6 +27,7 @@ from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 import pandas as pd
 
+from .exceptions import DatasetError
 from .images import IMAGE_EXTENSIONS, is_image_file
 
 COLUMNS = ["path", "id", "label", "subject", "split", "fold"]
@@ -41,8 +42,6 @@ _SPLITS = ("train", "test", "unlabeled")
 _ACCEPTED = ", ".join(sorted(IMAGE_EXTENSIONS))
 
 
-class DatasetError(ValueError):
-    """A dataset cannot be read as asked; the message names the path and the fix."""
 
 
 # ---------------------------------------------------------------------------

@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, 
 
 import numpy as np
 
+from .exceptions import EvaluationError
+
 if TYPE_CHECKING:  # pandas and the FeatureSet load on use: worker processes start faster
     import pandas as pd
 
@@ -52,8 +54,6 @@ _TABLE_NAMES = {
 }
 
 
-class EvaluationError(ValueError):
-    """The requested evaluation cannot be honest or cannot run (message says why)."""
 
 
 # ---------------------------------------------------------------------------

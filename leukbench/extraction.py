@@ -20,22 +20,13 @@ import pandas as pd
 
 from . import datasets
 from .cache import FeatureCache, default_cache_dir, stat_images
+from .exceptions import ExtractionError
 from .featureset import FeatureSet
 from .features.base import Extractor, create_extractor
 
 DEFAULT_FEATURES = "efficientnet_lite0"
 
 
-class ExtractionError(RuntimeError):
-    """Nothing usable came out of an extraction (the message says why).
-
-    ``summaries`` holds the :class:`ExtractionSummary` of every extractor that
-    ran, so that what was found and skipped can still be shown.
-    """
-
-    def __init__(self, message: str, summaries=()):
-        super().__init__(message)
-        self.summaries = list(summaries)
 
 
 @dataclasses.dataclass

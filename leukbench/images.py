@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .exceptions import ImageReadError
+
 #: File extensions treated as images during discovery (lower case).
 IMAGE_EXTENSIONS = frozenset(
     {".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm", ".pbm"}
@@ -19,17 +21,6 @@ IMAGE_EXTENSIONS = frozenset(
 CAMERA_BIT_DEPTHS = (8, 10, 12, 14, 16)
 
 
-class ImageReadError(Exception):
-    """An image file could not be decoded; the message names the file.
-
-    ``kind`` is a short, path-free description of what went wrong (``"file not
-    found"``, ``"not a recognised image format"``, ...), used to group skipped
-    images in summaries.
-    """
-
-    def __init__(self, message: str, kind: str = "unreadable image"):
-        super().__init__(message)
-        self.kind = kind
 
 
 def is_image_file(name: str) -> bool:

@@ -48,6 +48,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..exceptions import WeightsUnavailableError
 from .base import Extractor, ExtractorConfig, register_extractor
 
 __all__ = [
@@ -65,8 +66,6 @@ __all__ = [
 ]
 
 
-class WeightsUnavailableError(Exception):
-    """Requested weights cannot be obtained (offline and not cached, missing file...)."""
 
 
 # --------------------------------------------------------------------------
