@@ -17,7 +17,10 @@ import pytest
 from PIL import Image
 
 from leukbench import reporting
+from leukbench.exceptions import InvalidParameterError, LeukbenchError, ReportError
 from leukbench.featureset import FeatureSet
+from leukbench.reporting.dataset import dataset_summary
+from leukbench.reporting.provenance import ExtractorInfo, Provenance, RecordedProvenance
 
 METRICS = list(reporting.METRIC_COLUMNS)
 CLASSES = ["all", "hem"]
@@ -232,6 +235,22 @@ def test_unknown_format():
         reporting.format_table(make_fake()[0].table, "latex")
 
 
+def test_user_errors_are_leukbench_errors_of_the_old_builtin_types():
+    result, _ = make_fake()
+    with pytest.raises(InvalidParameterError, match="unknown table format 'latex'"):
+        reporting.format_table(result.table, "latex")
+    with pytest.raises(KeyError) as err:
+        reporting.plot_metric_bars(result, "Nope")
+    assert isinstance(err.value, LeukbenchError)
+    assert str(err.value).startswith("metric 'Nope' not in the results table")  # no KeyError quotes
+    with pytest.raises(TypeError) as err:
+        reporting.roc_points(result, "first")
+    assert isinstance(err.value, LeukbenchError) and str(err.value).startswith("row must be")
+    with pytest.raises(ValueError, match="2 paths but 1 labels") as err:
+        reporting.plot_sample_grid(["a.png", "b.png"], ["all"])
+    assert isinstance(err.value, LeukbenchError)
+
+
 # --------------------------------------------------------------------------
 # ROC / confusion
 # --------------------------------------------------------------------------
@@ -323,9 +342,40 @@ def test_roc_of_one_test_split_and_of_one_class():
     assert "the test data hold one class only: no ROC curve" in [t.get_text() for t in fig.axes[0].texts]
 
 
+def test_positive_class_falls_back_to_the_evaluation_default():
+    r = _perfect_ranking_result()
+    r.positive_label = None  # real results always carry it; the fallback is the evaluation's
+    assert reporting.roc_points(r, 0)["positive_label"] == "all"
+    r.classes = ["benign", "malignant"]
+    r.predictions = r.predictions.assign(
+        y_true=r.predictions["y_true"].map({"all": "malignant", "hem": "benign"}),
+        y_pred=r.predictions["y_pred"].map({"all": "malignant", "hem": "benign"}),
+        score_malignant=r.predictions["score_all"])
+    pts = reporting.roc_points(r, 0)
+    assert pts["positive_label"] == "malignant" and pts["auc"] == pytest.approx(1.0)
+
+
+def test_roc_multiclass_leaves_the_fold_auc_to_the_table():
+    rng = np.random.default_rng(1)
+    classes = ["a", "b", "c"]
+    rows = []
+    for i in range(30):
+        s = rng.uniform(0, 1, 3)
+        rows.append({"feature_set": "f", "classifier": "c", "repeat": 0, "fold": i // 10,
+                     "id": str(i), "y_true": classes[i % 3], "y_pred": classes[int(np.argmax(s))],
+                     **{f"score_{c}": v for c, v in zip(classes, s)}})
+    r = types.SimpleNamespace(table=pd.DataFrame([{"Feature Set": "f", "Model": "c",
+                                                   "Status": "ok"}]),
+                              predictions=pd.DataFrame(rows), classes=classes, positive_label=None)
+    pts = reporting.roc_points(r, 0)
+    assert pts["n_splits"] == 3 and len(pts["fold_aucs"]) == 0
+    assert np.isnan(pts["auc_mean"]) and np.isnan(pts["auc_std"])
+    assert 0 <= pts["auc"] <= 1
+
+
 def test_dataset_summary_ignores_unlabelled_images_without_subjects():
     images = pd.DataFrame({"label": ["all", "all", "hem", None], "subject": ["1", "2", "H1", ""]})
-    d = reporting._dataset_summary(images)
+    d = dataset_summary(images)
     assert d["n_subjects"] == 3 and d["classes"]["hem"] == {"images": 1, "subjects": 1}
     assert d["n_images"] == 4 and d["n_labeled"] == 3
 
@@ -341,6 +391,58 @@ def test_confusion_counts_pooled():
     fig = reporting.plot_confusion_matrices(r, top=3)
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert "9\n60.0%" in texts
+
+
+# --------------------------------------------------------------------------
+# provenance and skipped images
+# --------------------------------------------------------------------------
+
+
+def test_provenance_is_read_once_into_typed_values():
+    result, fsets = make_fake()
+    prov = Provenance.collect(result, fsets)
+    assert prov.command == "leukbench compare data/ --seed 0"
+    assert prov.seeds == {"seed": 0} and prov.sample_seed == 0
+    assert [info.name for info in prov.feature_sets] == FSETS
+    resnet = prov.feature_sets[0].extractors[0]
+    assert isinstance(resnet, ExtractorInfo) and resnet.random_init
+    assert resnet.weights_text == "weights: random init — not pretrained (random-init(seed=0))"
+    assert resnet.input_notes() == ["input 224px"]
+    assert prov.random_init_extractors == ["resnet50"]
+    assert prov.feature_sets[1].provenance.description == "morphology + texture"
+    assert [d["source"] for d in prov.data_fingerprints] == ["feature_set"] * 2
+    record = prov.feature_sets[0].record()  # the run.json entry: no configuration
+    assert list(record) == ["name", "n_images", "n_features", "provenance", "extractors"]
+    assert "config" not in record["extractors"][0]
+    assert Provenance.collect(result).data_fingerprints[0]["source"] == "predictions"
+
+
+def test_recorded_provenance_of_a_combined_set_and_its_skipped_images():
+    _, (a, b) = make_fake()
+    gone = {"id": "z.png", "kind": "file not found", "reason": "gone"}
+    a.provenance = {**a.provenance, "skipped": [gone]}
+    b.provenance = {**b.provenance, "skipped": [{"id": "y.png", "kind": "unreadable",
+                                                 "reason": "bad"}, gone]}
+    combined = FeatureSet.combine([a, b])
+    read = RecordedProvenance.read(combined.provenance)
+    assert [x.name for x in read.extractors] == ["resnet50", "handcrafted"]
+    assert read.description is None  # a combined set has one description per part
+    assert [s.id for s in read.skipped] == ["z.png", "y.png", "z.png"]
+    skipped = reporting.skipped_images([combined, a])
+    assert skipped.to_dict("records") == [{"id": "y.png", "kind": "unreadable", "reason": "bad"},
+                                          gone]
+    assert list(reporting.skipped_images(None).columns) == list(reporting.SKIPPED_COLUMNS)
+
+
+def test_doctests_of_the_reporting_modules():
+    import doctest
+    import importlib
+
+    for name in ("_result", "tables", "curves", "plots", "fingerprints", "provenance",
+                 "data_checks", "dataset"):
+        module = importlib.import_module(f"leukbench.reporting.{name}")
+        failed, _ = doctest.testmod(module)
+        assert failed == 0, name
 
 
 # --------------------------------------------------------------------------
@@ -381,6 +483,86 @@ def test_metric_bars_sorted_with_error_bars():
     assert "failed" in [t.get_text() for t in ax.texts]
 
 
+# --------------------------------------------------------------------------
+# write_report
+# --------------------------------------------------------------------------
+
+
+def test_table_md_identical_across_runs_with_different_timings(tmp_path):
+    result, _ = make_fake()
+    a = reporting.write_report(result, tmp_path / "a", plots=False)
+    result2 = copy.deepcopy(result)
+    result2.table["Fit Time"] *= 3.7
+    result2.table["Time Taken"] += 11.0
+    b = reporting.write_report(result2, tmp_path / "b", plots=False)
+    assert (a / "table.md").read_bytes() == (b / "table.md").read_bytes()
+    assert (a / "table.csv").read_bytes() != (b / "table.csv").read_bytes()  # timings are there
+    # rewriting the same result in place is also stable
+    first = (a / "table.csv").read_bytes()
+    reporting.write_report(result, a, plots=False)
+    assert (a / "table.csv").read_bytes() == first
+    assert not list((a / "plots").glob("*.png"))
+
+
+def test_audit_variants_and_summary():
+    result, _ = make_fake()
+    s = reporting.markdown_summary(result)
+    assert s.startswith("| Feature Set | Model |")
+    assert "Cross-validation: 3-fold GroupKFold by subject" in s
+    assert ("resnet50: 2 exact duplicate pairs across subjects; no near duplicates | "
+            "handcrafted: 1 exact") in s
+    lines = s.rstrip("\n").split("\n")
+    assert lines[-2].startswith("Cross-validation:") and lines[-1].startswith("Leakage audit:")
+    result.audit = FakeAudit(3)
+    assert "Leakage audit: 3 exact duplicate pairs" in reporting.markdown_summary(result)
+    result.audit = None
+    assert "no leakage audit was run" in reporting.markdown_summary(result)
+
+
+def test_unwritable_results_folder_raises_report_error(tmp_path):
+    result, _ = make_fake()
+    taken = tmp_path / "a-file"
+    taken.write_text("not a folder")
+    with pytest.raises(ReportError, match="a-file: cannot write a results folder here"):
+        reporting.write_report(result, taken, plots=False)
+    with pytest.raises(ReportError):
+        reporting.write_report(result, taken / "below", plots=False)
+
+
+def test_report_css_is_package_data(tmp_path):
+    from importlib import resources
+
+    from leukbench.reporting.html import report_css
+
+    css = resources.files("leukbench.reporting").joinpath("report.css").read_text(encoding="utf-8")
+    assert css == report_css() and "table.leukbench-results" in css
+    result, _ = make_fake()
+    out = reporting.write_report(result, tmp_path / "css", plots=False)
+    assert f"<style>\n{css}</style>" in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_write_report_minimal_result(tmp_path):
+    """No predictions, no audit, no provenance: still a complete, valid folder."""
+    result, _ = make_fake()
+    result.predictions = pd.DataFrame()
+    result.audit = None
+    result.feature_sets_info = []
+    result.params = {}
+    out = reporting.write_report(result, tmp_path / "m")
+    html = (out / "report.html").read_text()
+    assert "No leakage audit was run" in html and "No command recorded" in html
+    assert (out / "plots" / "metric_bars.png").exists()
+    assert not (out / "plots" / "roc_curves.png").exists()
+    assert list(pd.read_csv(out / "audit_pairs.csv").columns)[:2] == ["id_a", "id_b"]
+    json.loads((out / "run.json").read_text())
+
+
+# --------------------------------------------------------------------------
+# slow: a subprocess, and full reports with all plots
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
 def test_import_and_plotting_leave_matplotlib_state_alone():
     code = (
         "import sys, matplotlib\n"
@@ -399,11 +581,7 @@ def test_import_and_plotting_leave_matplotlib_state_alone():
     assert "OK svg" in out.stdout
 
 
-# --------------------------------------------------------------------------
-# write_report
-# --------------------------------------------------------------------------
-
-
+@pytest.mark.slow
 def test_write_report_full(tmp_path):
     result, fsets = make_fake(tmp_path)
     out = reporting.write_report(result, tmp_path / "res", feature_sets=fsets)
@@ -475,6 +653,7 @@ def test_write_report_full(tmp_path):
     assert ex["handcrafted"]["random_init"] is False
 
 
+@pytest.mark.slow
 def test_fingerprint_from_predictions_matches_feature_sets(tmp_path):
     result, fsets = make_fake(failed=False)
     out = reporting.write_report(result, tmp_path / "r")
@@ -495,50 +674,3 @@ def test_fingerprint_from_predictions_matches_feature_sets(tmp_path):
     # no feature sets: no sample grid, but still class balance from the predictions
     assert not (out / "plots" / "sample_grid.png").exists()
     assert (out / "plots" / "class_balance.png").exists()
-
-
-def test_table_md_identical_across_runs_with_different_timings(tmp_path):
-    result, _ = make_fake()
-    a = reporting.write_report(result, tmp_path / "a", plots=False)
-    result2 = copy.deepcopy(result)
-    result2.table["Fit Time"] *= 3.7
-    result2.table["Time Taken"] += 11.0
-    b = reporting.write_report(result2, tmp_path / "b", plots=False)
-    assert (a / "table.md").read_bytes() == (b / "table.md").read_bytes()
-    assert (a / "table.csv").read_bytes() != (b / "table.csv").read_bytes()  # timings are there
-    # rewriting the same result in place is also stable
-    first = (a / "table.csv").read_bytes()
-    reporting.write_report(result, a, plots=False)
-    assert (a / "table.csv").read_bytes() == first
-    assert not list((a / "plots").glob("*.png"))
-
-
-def test_audit_variants_and_summary():
-    result, _ = make_fake()
-    s = reporting.markdown_summary(result)
-    assert s.startswith("| Feature Set | Model |")
-    assert "Cross-validation: 3-fold GroupKFold by subject" in s
-    assert ("resnet50: 2 exact duplicate pairs across subjects; no near duplicates | "
-            "handcrafted: 1 exact") in s
-    lines = s.rstrip("\n").split("\n")
-    assert lines[-2].startswith("Cross-validation:") and lines[-1].startswith("Leakage audit:")
-    result.audit = FakeAudit(3)
-    assert "Leakage audit: 3 exact duplicate pairs" in reporting.markdown_summary(result)
-    result.audit = None
-    assert "no leakage audit was run" in reporting.markdown_summary(result)
-
-
-def test_write_report_minimal_result(tmp_path):
-    """No predictions, no audit, no provenance: still a complete, valid folder."""
-    result, _ = make_fake()
-    result.predictions = pd.DataFrame()
-    result.audit = None
-    result.feature_sets_info = []
-    result.params = {}
-    out = reporting.write_report(result, tmp_path / "m")
-    html = (out / "report.html").read_text()
-    assert "No leakage audit was run" in html and "No command recorded" in html
-    assert (out / "plots" / "metric_bars.png").exists()
-    assert not (out / "plots" / "roc_curves.png").exists()
-    assert list(pd.read_csv(out / "audit_pairs.csv").columns)[:2] == ["id_a", "id_b"]
-    json.loads((out / "run.json").read_text())

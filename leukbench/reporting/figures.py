@@ -1,0 +1,89 @@
+"""The PNG files of a results folder: which plots, their titles, and drawing them safely.
+
+A plot that fails is noted and left out; it never stops the rest of the
+report from being written.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import pandas as pd
+
+from ._result import ok_rows, result_frame, result_table
+from .plots import (
+    plot_class_balance,
+    plot_confusion_matrices,
+    plot_metric_bars,
+    plot_roc_curves,
+    plot_sample_grid,
+)
+
+__all__ = ["PLOT_TITLES", "PLOT_FILES", "clear_plots", "write_plots"]
+
+#: File under ``plots/`` -> its title in the report, in report order.
+PLOT_TITLES: Dict[str, str] = {
+    "class_balance.png": "Class balance",
+    "sample_grid.png": "Sample images per class",
+    "metric_bars.png": "Balanced accuracy per model",
+    "roc_curves.png": "ROC curves of the best models",
+    "confusion_matrices.png": "Confusion matrices of the best models",
+}
+PLOT_FILES = tuple(PLOT_TITLES)
+
+
+def clear_plots(plots_dir: Path) -> None:
+    """Remove the plots of an earlier report, so that none is left stale."""
+    for name in PLOT_FILES:
+        (plots_dir / name).unlink(missing_ok=True)
+
+
+def _save_png(fig, path: Path) -> None:
+    fig.savefig(path, dpi=110, format="png")
+
+
+def _attempt(name: str, make: Callable, plots_dir: Path, made: List[str], notes: List[str]) -> None:
+    """Draw one plot and save it; a failure becomes a warning and a note."""
+    try:
+        fig = make()
+    except Exception as exc:  # a plot must never lose the rest of the report
+        warnings.warn(f"leukbench report: plot {name} failed: {exc!r}", RuntimeWarning)
+        notes.append(f"plot {name} could not be drawn: {exc.__class__.__name__}: {exc}")
+        return
+    if fig is not None:
+        _save_png(fig, plots_dir / name)
+        made.append(name)
+
+
+def write_plots(result, images: pd.DataFrame, plots_dir: Path, notes: List[str], *,
+                with_samples: bool, seed: int) -> List[str]:
+    """Write the PNGs of a report; return the file names written (failures go to ``notes``).
+
+    ``images`` is the report's :func:`~leukbench.reporting.dataset.image_frame`;
+    the sample grid is drawn only ``with_samples`` (feature sets were given)
+    and when the images have paths, picked with ``seed``.
+    """
+    made: List[str] = []
+    labeled = images[images["label"].notna()]
+    subjects = labeled["subject"].tolist() if len(labeled) else None
+    if len(labeled):
+        _attempt("class_balance.png",
+                 lambda: plot_class_balance(labeled["label"].tolist(), subjects=subjects),
+                 plots_dir, made, notes)
+    with_paths = labeled[labeled["path"].notna() & (labeled["path"].astype(str) != "")]
+    if with_samples and len(with_paths):
+        _attempt("sample_grid.png",
+                 lambda: plot_sample_grid(with_paths["path"].tolist(), with_paths["label"].tolist(),
+                                          seed=seed),
+                 plots_dir, made, notes)
+    table = result_table(result)
+    if len(table) and "Balanced Accuracy" in table.columns:
+        _attempt("metric_bars.png", lambda: plot_metric_bars(result, "Balanced Accuracy"),
+                 plots_dir, made, notes)
+    if not result_frame(result, "predictions").empty and len(ok_rows(result)):
+        _attempt("roc_curves.png", lambda: plot_roc_curves(result, top=3), plots_dir, made, notes)
+        _attempt("confusion_matrices.png", lambda: plot_confusion_matrices(result, top=3),
+                 plots_dir, made, notes)
+    return made

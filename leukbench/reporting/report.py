@@ -1,0 +1,185 @@
+"""The results folder of a comparison: :func:`write_report` puts the other modules' parts together.
+
+See ``docs/reports.md`` for the layout of a results folder and every column.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import pandas as pd
+
+from ..exceptions import ReportError
+from ..schema import STATUS_OK
+from ._result import (
+    as_feature_set_list,
+    fit_counts,
+    is_ok,
+    result_frame,
+    result_table,
+    short_status,
+)
+from .data_checks import (
+    audit_items,
+    audit_pairs,
+    audit_summary_text,
+    skipped_images,
+    skipped_summary,
+)
+from .dataset import dataset_summary, image_frame
+from .figures import clear_plots, write_plots
+from .html import report_html
+from .provenance import Provenance, jsonable
+from .tables import format_table
+
+__all__ = ["write_report"]
+
+#: The files of every results folder (the PNGs under ``plots/`` come on top).
+REPORT_FILES = ("table.md", "table.csv", "folds.csv", "predictions.csv", "audit_pairs.csv",
+                "skipped_images.csv", "run.json", "report.html")
+
+
+def _to_csv_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """Lists/arrays in cells become ';'-joined strings (CSV-friendly)."""
+    seq = (list, tuple, set, frozenset, np.ndarray)
+
+    def join(v):
+        if not isinstance(v, seq):
+            return v
+        items = sorted(v, key=str) if isinstance(v, (set, frozenset)) else v
+        return ";".join(str(x) for x in items)
+
+    df = df.copy()
+    for c in df.columns:
+        if df[c].dtype == object and df[c].map(lambda v: isinstance(v, seq)).any():
+            df[c] = df[c].map(join)
+    return df
+
+
+def _cannot_write(path: Path, exc: OSError) -> ReportError:
+    return ReportError(f"{path}: cannot be written ({exc.strerror or exc}); "
+                       "give out_dir a writable folder with free space")
+
+
+def _write_text(path: Path, text: str, newline: Optional[str] = "\n") -> None:
+    try:
+        path.write_text(text, encoding="utf-8", newline=newline)
+    except OSError as exc:
+        raise _cannot_write(path, exc) from exc
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    try:
+        frame.to_csv(path, index=False, lineterminator="\n")
+    except OSError as exc:
+        raise _cannot_write(path, exc) from exc
+
+
+def _write_tables(result, table: pd.DataFrame, feature_sets: List[Any], out: Path) -> pd.DataFrame:
+    """Write the tables and CSV files; return the skipped-images table written."""
+    _write_text(out / "table.md", format_table(table, "markdown", include_times=False))
+    _write_text(out / "table.csv", format_table(table, "csv"))
+    _write_csv(_to_csv_cells(result_frame(result, "folds")), out / "folds.csv")
+    _write_csv(result_frame(result, "predictions"), out / "predictions.csv")
+    _write_csv(audit_pairs(getattr(result, "audit", None)), out / "audit_pairs.csv")
+    skipped = skipped_images(feature_sets)
+    _write_csv(skipped, out / "skipped_images.csv")
+    return skipped
+
+
+def _status_counts(table: pd.DataFrame) -> Dict[str, int]:
+    counts: Dict[str, int] = {}
+    for s in table.get("Status", pd.Series([STATUS_OK] * len(table))):
+        key = STATUS_OK if is_ok(s) else short_status(s)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _run_record(result, provenance: Provenance, table: pd.DataFrame, dataset: Dict[str, Any],
+                skipped: Dict[str, Any], plots: List[str], notes: List[str]) -> Dict[str, Any]:
+    """The content of ``run.json`` (keys in their documented order)."""
+    return {
+        "created_utc": provenance.created_utc,
+        "versions": provenance.versions,
+        "platform": provenance.platform,
+        "command": provenance.command,
+        "working_directory": provenance.working_directory,
+        "params": provenance.params,
+        "seeds": provenance.seeds,
+        "cv_description": getattr(result, "cv_description", None),
+        "classes": list(getattr(result, "classes", None) or []),
+        "positive_label": getattr(result, "positive_label", None),
+        "dataset": dataset,
+        "skipped_images": skipped,
+        "feature_sets": [info.record() for info in provenance.feature_sets],
+        "data_fingerprints": list(provenance.data_fingerprints),
+        "audit": [{"feature_set": n, "summary": audit_summary_text(o)}
+                  for n, o in audit_items(getattr(result, "audit", None))],
+        "status_counts": _status_counts(table),
+        "fits": fit_counts(result),
+        "files": sorted(list(REPORT_FILES) + [f"plots/{p}" for p in plots]),
+        "notes": notes,
+    }
+
+
+def _results_folder(out_dir) -> Path:
+    """``out_dir/plots`` created, with no stale plots of an earlier report."""
+    out = Path(out_dir)
+    try:
+        (out / "plots").mkdir(parents=True, exist_ok=True)
+        clear_plots(out / "plots")
+    except OSError as exc:
+        raise ReportError(f"{out}: cannot write a results folder here ({exc.strerror or exc}); "
+                          "give out_dir a writable folder") from exc
+    return out
+
+
+def write_report(result, out_dir, feature_sets=None, *, plots: bool = True) -> Path:
+    """Write a complete results folder for a comparison.
+
+    Files: ``table.md``, ``table.csv``, ``folds.csv``, ``predictions.csv``,
+    ``audit_pairs.csv``, ``skipped_images.csv``, ``run.json``, ``report.html``
+    and ``plots/*.png``
+    (see ``docs/reports.md`` for every file and column).
+
+    Parameters
+    ----------
+    result : comparison result
+    out_dir : str or Path
+        Created if needed; files of a previous report there are replaced.
+    feature_sets : sequence or dict of FeatureSet, optional
+        When given: dataset summary, data fingerprints (including the X
+        bytes), class-balance plot and sample-image grid come from them;
+        otherwise fingerprints and summary are derived from the predictions.
+    plots : bool
+        Set to False to skip the PNGs (faster; the report then has no plots).
+
+    Returns
+    -------
+    Path
+        `out_dir`.
+
+    Raises
+    ------
+    ReportError
+        When `out_dir` cannot be created or written.
+    """
+    out = _results_folder(out_dir)
+    fsets = as_feature_set_list(feature_sets)
+    table = result_table(result)
+    skipped = skipped_summary(_write_tables(result, table, fsets, out))
+    provenance = Provenance.collect(result, fsets)
+    images = image_frame(result, fsets)
+    dataset = dataset_summary(images)
+    notes: List[str] = []
+    made = (write_plots(result, images, out / "plots", notes, with_samples=bool(fsets),
+                        seed=provenance.sample_seed) if plots else [])
+    record = _run_record(result, provenance, table, dataset, skipped, made, notes)
+    _write_text(out / "run.json", json.dumps(jsonable(record), indent=2, allow_nan=False) + "\n",
+                newline=None)
+    _write_text(out / "report.html", report_html(result, table, dataset, provenance, made,
+                                                 out / "plots", notes, skipped), newline=None)
+    return out
