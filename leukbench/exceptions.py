@@ -25,6 +25,7 @@ __all__ = [
     "WeightsUnavailableError",
     "UnknownExtractorError",
     "UnknownClassifierError",
+    "UnknownMetricError",
     "MissingDependencyError",
     "EvaluationError",
     "ReportError",
@@ -111,6 +112,10 @@ class UnknownExtractorError(_KeyErrorText, LeukbenchError, KeyError):
 
 class UnknownClassifierError(_KeyErrorText, LeukbenchError, KeyError):
     """A classifier name that is not registered (the message lists the valid ones)."""
+
+
+class UnknownMetricError(_KeyErrorText, InvalidParameterError, KeyError):
+    """A metric that is not a column of the results table (the message lists the columns)."""
 
 
 class MissingDependencyError(LeukbenchError, ImportError):

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import pandas as pd
 
-from ..exceptions import InvalidParameterError
+from ..exceptions import InvalidParameterError, UnknownMetricError
 from ..schema import STATUS_OK, TIME_COLUMNS, std_name
 from ._result import (
     is_missing,
@@ -38,10 +38,6 @@ __all__ = [
 ]
 
 _UNLABELED = "(unlabeled)"
-
-
-class UnknownMetricError(InvalidParameterError, KeyError):
-    """A metric that is not a column of the results table (the message lists the columns)."""
 
 
 def _new_figure(figsize, layout="constrained"):
