@@ -6,6 +6,14 @@ results table names the same models next year. Each entry is a factory
 ``seed -> estimator`` that returns a fresh scikit-learn pipeline with the
 scaling that model needs. ``battery="all"`` runs lazypredict's own list of
 classifiers through leukbench's evaluation instead.
+
+Example
+-------
+>>> from leukbench.classifiers import DEFAULT_BATTERY, select_classifiers
+>>> select_classifiers("svc,GaussianNB")
+['SVC', 'GaussianNB']
+>>> len(select_classifiers("-GaussianNB")) == len(DEFAULT_BATTERY) - 1
+True
 """
 
 from __future__ import annotations
@@ -13,10 +21,11 @@ from __future__ import annotations
 import warnings
 from typing import Callable, Dict, List, Sequence, Union
 
-from .exceptions import MissingDependencyError, UnknownClassifierError
+from .exceptions import InvalidParameterError, MissingDependencyError, UnknownClassifierError
 
 __all__ = [
     "BATTERY_VERSION",
+    "BATTERIES",
     "UnknownClassifierError",
     "DEFAULT_BATTERY",
     "SEED_CLASSIFIERS",
@@ -36,14 +45,13 @@ BATTERY_VERSION = 1
 SEED_CLASSIFIERS = ("SVC", "XGBClassifier", "LinearDiscriminantAnalysis", "RidgeClassifierCV",
                     "RidgeClassifier")
 
+#: The batteries ``select_classifiers`` and ``compare`` know: leukbench's
+#: fixed list (:data:`DEFAULT_BATTERY`) and lazypredict's list.
+BATTERIES = ("default", "all")
+
 Factory = Callable[[int], object]
 
-
-
-
 _REGISTRY: Dict[str, Factory] = {}
-
-
 
 
 def register_classifier(name: str, factory: Factory, *, replace: bool = False) -> None:
@@ -58,15 +66,28 @@ def register_classifier(name: str, factory: Factory, *, replace: bool = False) -
         (usually a pipeline).
     replace : bool
         Allow replacing an existing name.
+
+    Raises
+    ------
+    InvalidParameterError
+        For a name that cannot be written in ``classifiers=``, a factory that
+        is not callable, or a name already taken (without ``replace=True``).
+
+    Example
+    -------
+    >>> from sklearn.dummy import DummyClassifier
+    >>> register_classifier("Majority", lambda seed: DummyClassifier(), replace=True)
+    >>> select_classifiers("Majority")
+    ['Majority']
     """
     if not isinstance(name, str) or not name.strip() or name != name.strip() or "," in name \
             or name.startswith("-"):
-        raise ValueError(f"invalid classifier name {name!r}: a non-empty name without commas, "
-                         "surrounding spaces or a leading '-'")
+        raise InvalidParameterError(f"invalid classifier name {name!r}: a non-empty name without commas, "
+                                    "surrounding spaces or a leading '-'")
     if not callable(factory):
-        raise TypeError(f"factory for {name!r} must be callable: seed -> estimator")
+        raise InvalidParameterError(f"factory for {name!r} must be callable: seed -> estimator")
     if name in _REGISTRY and not replace and _REGISTRY[name] is not factory:
-        raise ValueError(f"classifier {name!r} is already registered; pass replace=True")
+        raise InvalidParameterError(f"classifier {name!r} is already registered; pass replace=True")
     _REGISTRY[name] = factory
 
 
@@ -177,7 +198,18 @@ def available_classifiers() -> List[str]:
 
 
 def make_classifier(name: str, seed: int = 0):
-    """A fresh, unfitted estimator of the registered classifier ``name``."""
+    """A fresh, unfitted estimator of the registered classifier ``name``.
+
+    Raises
+    ------
+    UnknownClassifierError
+        When ``name`` is not registered (the message lists the names that are).
+
+    Example
+    -------
+    >>> make_classifier("RandomForestClassifier", seed=3).random_state
+    3
+    """
     try:
         factory = _REGISTRY[name]
     except KeyError:
@@ -258,28 +290,29 @@ def select_classifiers(
         ``None`` runs the whole battery.
     battery : {"default", "all"}
         ``"default"``: leukbench's 12 (:data:`DEFAULT_BATTERY`); ``"all"``:
-        lazypredict's list of classifiers.
+        lazypredict's list of classifiers (:data:`BATTERIES`).
+
+    Raises
+    ------
+    UnknownClassifierError
+        For names that are not registered.
+    InvalidParameterError
+        For an unknown battery, or names to run mixed with names to exclude.
+
+    Example
+    -------
+    >>> select_classifiers("SVC, xgbclassifier,SVC")
+    ['SVC', 'XGBClassifier']
     """
-    if battery == "default":
-        base = list(DEFAULT_BATTERY)
-    elif battery == "all":
-        base = lazypredict_battery()
-    else:
-        raise ValueError(f"unknown battery {battery!r}; use 'default' or 'all'")
+    base = _battery_names(battery)
     if classifiers is None or classifiers == "" or classifiers == []:
         return base
     items = [c.strip() for c in (classifiers.split(",") if isinstance(classifiers, str) else classifiers)]
-    by_lower = {n.lower(): n for n in _REGISTRY}
-
-    def spelled(c):  # names are matched whatever their case: "svc" is SVC
-        sign, bare = ("-", c[1:]) if c.startswith("-") else ("", c)
-        return sign + (bare if bare in _REGISTRY else by_lower.get(bare.lower(), bare))
-
-    items = [spelled(c) for c in items if c]
+    items = [_registered_spelling(c) for c in items if c]
     minus = [c for c in items if c.startswith("-")]
     plus = [c for c in items if not c.startswith("-")]
     if minus and plus:
-        raise ValueError("classifiers: either names to run or -names to exclude, not both")
+        raise InvalidParameterError("classifiers: either names to run or -names to exclude, not both")
     unknown = [c.lstrip("-") for c in items if c.lstrip("-") not in _REGISTRY]
     if unknown:
         raise UnknownClassifierError(
@@ -293,6 +326,24 @@ def select_classifiers(
         if c not in out:
             out.append(c)
     return out
+
+
+def _battery_names(battery: str) -> List[str]:
+    """The classifier names of ``battery`` (one of :data:`BATTERIES`)."""
+    if battery == "default":
+        return list(DEFAULT_BATTERY)
+    if battery == "all":
+        return lazypredict_battery()
+    choices = " or ".join(repr(b) for b in BATTERIES)
+    raise InvalidParameterError(f"unknown battery {battery!r}; use {choices}")
+
+
+def _registered_spelling(item: str) -> str:
+    """``item`` (a name or ``-name``) spelt as registered: names match in any case, "svc" is SVC."""
+    sign, bare = ("-", item[1:]) if item.startswith("-") else ("", item)
+    if bare in _REGISTRY:
+        return item
+    return sign + {n.lower(): n for n in _REGISTRY}.get(bare.lower(), bare)
 
 
 def describe_pipeline(name: str) -> str:

@@ -1,4 +1,17 @@
-"""The :class:`FeatureSet`: a feature matrix with its labels, subjects and provenance."""
+"""The :class:`FeatureSet`: a feature matrix with its labels, subjects and provenance.
+
+Example
+-------
+>>> import numpy as np
+>>> from leukbench.featureset import FeatureSet
+>>> fs = FeatureSet("demo", X=np.eye(3), y=["all", "hem", None], ids=["a", "b", "c"],
+...                 subjects=["P1", "H1", ""], splits=["train", "train", "unlabeled"],
+...                 feature_names=["f0", "f1", "f2"])
+>>> fs
+FeatureSet('demo', 3 images x 3 features, all: 1, hem: 1, 2 subjects)
+>>> fs.labeled().ids.tolist()
+['a', 'b']
+"""
 
 from __future__ import annotations
 
@@ -10,6 +23,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
+
+from .exceptions import DatasetError, InvalidParameterError
 
 
 @dataclasses.dataclass
@@ -64,10 +79,10 @@ class FeatureSet:
                 val = [""] * n
             arr = np.asarray(val, dtype=object)
             if arr.shape != (n,):
-                raise ValueError(f"FeatureSet.{attr} has shape {arr.shape}, expected ({n},)")
+                raise InvalidParameterError(f"FeatureSet.{attr} has shape {arr.shape}, expected ({n},)")
             setattr(self, attr, arr)
         if self.X.shape != (n, len(self.feature_names)):
-            raise ValueError(
+            raise InvalidParameterError(
                 f"FeatureSet.X has shape {self.X.shape}, expected ({n}, {len(self.feature_names)})"
             )
 
@@ -159,7 +174,14 @@ class FeatureSet:
 
     @classmethod
     def load(cls, path) -> "FeatureSet":
-        """Read a feature set written by :meth:`save`."""
+        """Read a feature set written by :meth:`save`.
+
+        Raises
+        ------
+        DatasetError
+            When ``path`` is not a readable Parquet file, or not one written by
+            :meth:`save` (the message names the file).
+        """
         import pyarrow.parquet as pq
 
         from .cache import feature_matrix
@@ -168,11 +190,11 @@ class FeatureSet:
         try:
             table = pq.read_table(path)
         except (OSError, ValueError) as exc:
-            raise ValueError(f"{path}: not a readable Parquet file ({exc})") from None
+            raise DatasetError(f"{path}: not a readable Parquet file ({exc})") from None
         raw = (table.schema.metadata or {}).get(b"leukbench")
         if raw is None:
-            raise ValueError(f"{path}: not a leukbench feature set (no 'leukbench' metadata); "
-                             "write it with FeatureSet.save or `leukbench extract --out`")
+            raise DatasetError(f"{path}: not a leukbench feature set (no 'leukbench' metadata); "
+                               "write it with FeatureSet.save or `leukbench extract --out`")
         info = json.loads(raw)
         col = lambda c: np.array(table.column(c).to_pylist(), dtype=object)  # noqa: E731
         opt = lambda c: None if table.column(c).null_count == table.num_rows else col(c)  # noqa: E731
@@ -192,9 +214,25 @@ class FeatureSet:
 
     @staticmethod
     def combine(sets: Sequence["FeatureSet"], name: Optional[str] = None) -> "FeatureSet":
-        """Concatenate the columns of several feature sets on their common images."""
+        """Concatenate the columns of several feature sets on their common images.
+
+        Raises
+        ------
+        InvalidParameterError
+            When ``sets`` is empty or two of them share a column name.
+
+        Example
+        -------
+        >>> import numpy as np
+        >>> a = FeatureSet("a", np.ones((2, 1)), ["all", "hem"], ["x", "y"], ["P1", "H1"],
+        ...                ["train", "train"], ["a.f"])
+        >>> b = FeatureSet("b", np.zeros((1, 2)), ["hem"], ["y"], ["H1"], ["train"], ["b.f0", "b.f1"])
+        >>> ab = FeatureSet.combine([a, b])
+        >>> ab.name, ab.ids.tolist(), ab.feature_names
+        ('a+b', ['y'], ['a.f', 'b.f0', 'b.f1'])
+        """
         if not sets:
-            raise ValueError("FeatureSet.combine needs at least one feature set")
+            raise InvalidParameterError("FeatureSet.combine needs at least one feature set")
         if len(sets) == 1:
             return sets[0]
         common = set(sets[0].ids)
@@ -211,8 +249,8 @@ class FeatureSet:
             names += list(fs.feature_names)
         twice = sorted(n for n, k in Counter(names).items() if k > 1)
         if twice:
-            raise ValueError(f"cannot combine {[fs.name for fs in sets]}: columns {twice[:3]}"
-                             f"{' ...' if len(twice) > 3 else ''} would appear twice")
+            raise InvalidParameterError(f"cannot combine {[fs.name for fs in sets]}: columns {twice[:3]}"
+                                        f"{' ...' if len(twice) > 3 else ''} would appear twice")
         prov = {"combined": [fs.provenance for fs in sets]}
         return FeatureSet(
             name=name or "+".join(fs.name for fs in sets),

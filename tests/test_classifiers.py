@@ -90,3 +90,32 @@ def test_battery_all_is_lazypredicts_list():
                 pass
     assert len(seeded) >= 10 and all(m.get_params().get("random_state", 7) == 7 for m in seeded)
     assert C.select_classifiers("-SVC", battery="all") == [n for n in names if n != "SVC"]
+
+
+def test_mistakes_are_leukbench_errors_with_the_same_messages():
+    from sklearn.dummy import DummyClassifier
+
+    from leukbench.exceptions import InvalidParameterError, LeukbenchError
+
+    for call, kind, message in (
+        (lambda: C.select_classifiers(battery="huge"), InvalidParameterError,
+         "unknown battery 'huge'; use 'default' or 'all'"),
+        (lambda: C.select_classifiers("SVC,-GaussianNB"), InvalidParameterError,
+         "classifiers: either names to run or -names to exclude, not both"),
+        (lambda: C.select_classifiers("Nope"), C.UnknownClassifierError, "unknown classifier(s) Nope; available: SVC"),
+        (lambda: C.make_classifier("Nope"), C.UnknownClassifierError, "unknown classifier 'Nope'; available: SVC"),
+        (lambda: C.register_classifier("a,b", lambda seed: DummyClassifier()), InvalidParameterError,
+         "invalid classifier name 'a,b': a non-empty name without commas"),
+        (lambda: C.register_classifier("Bad", "not callable"), InvalidParameterError,
+         "factory for 'Bad' must be callable: seed -> estimator"),
+        (lambda: C.register_classifier("SVC", lambda seed: DummyClassifier()), InvalidParameterError,
+         "classifier 'SVC' is already registered; pass replace=True"),
+    ):
+        with pytest.raises(kind) as err:
+            call()
+        assert isinstance(err.value, LeukbenchError) and str(err.value).startswith(message), str(err.value)
+
+
+def test_batteries_are_the_ones_select_classifiers_knows():
+    assert C.BATTERIES == ("default", "all")
+    assert C.select_classifiers(battery=C.BATTERIES[0]) == list(C.DEFAULT_BATTERY)

@@ -165,6 +165,22 @@ def test_subject_regex(tmp_path):
         discover(root, subject_regex=r"(P")
 
 
+def test_a_bad_subject_regex_is_a_parameter_error(cnmc_folders):
+    from leukbench.exceptions import InvalidParameterError
+
+    for rx, message in (("(P", r"^subject_regex '\(P' is not a valid regex: "),
+                        ("P[0-9]+", r"^subject_regex 'P\[0-9\]\+' has no capturing group; ")):
+        with pytest.raises(InvalidParameterError, match=message) as err:
+            discover(cnmc_folders, subject_regex=rx)
+        assert isinstance(err.value, DatasetError) and err.value.parameter == "subject_regex"
+        assert err.value.renamed("--subject-regex") == "--subject-regex " + str(err.value)[len("subject_regex "):]
+
+
+def test_unknown_layout_is_a_dataset_error(cnmc_folders):
+    with pytest.raises(DatasetError, match="unknown layout 'zip'; choose one of " + ", ".join(datasets.LAYOUTS)):
+        discover(cnmc_folders, layout="zip")
+
+
 @pytest.mark.parametrize(
     "setup, message",
     [
