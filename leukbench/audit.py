@@ -1,6 +1,7 @@
 """Leakage audit: identical and near-identical images across subjects or splits.
 
-Two fingerprints are taken of every decoded image during extraction:
+Two fingerprints are taken of every decoded image during extraction (both
+defined in :mod:`leukbench.images`, and importable from here too):
 
 * :func:`pixel_hash` — a digest of the pixels and the shape: equal for the
   same image saved twice, under another name or in another lossless format;
@@ -17,54 +18,19 @@ never be on both sides of a fold.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 
+from .exceptions import InvalidParameterError
+from .images import difference_hash, pixel_hash
+from .schema import PAIR_COLUMNS
+
 __all__ = ["AuditReport", "audit_leakage", "difference_hash", "pixel_hash", "NEAR_THRESHOLD"]
 
 #: Default largest Hamming distance (of 256 bits) for a near-identical pair.
 NEAR_THRESHOLD = 16
-
-PAIR_COLUMNS = ["id_a", "id_b", "subject_a", "subject_b", "split_a", "split_b", "kind", "distance"]
-
-
-def pixel_hash(image: np.ndarray) -> str:
-    """Hex digest of an image's pixels and shape (exact-duplicate fingerprint)."""
-    arr = np.ascontiguousarray(image)
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"{arr.shape}|{arr.dtype.str}".encode())
-    h.update(arr.data)
-    return h.hexdigest()
-
-
-def difference_hash(image: np.ndarray, size: int = 16) -> str:
-    """Perceptual difference hash of the image content: ``size * size`` bits, hex.
-
-    The image is turned to grayscale and cropped to the box of pixels that
-    differ from the background (the median of the border) by more than 24
-    grey levels, so a small cell on a large black or light background is
-    hashed by the cell, not by the background. The crop is resized to
-    ``(size + 1) x size`` and each bit says whether a pixel is brighter than
-    its right neighbour.
-    """
-    from PIL import Image
-
-    arr = np.asarray(image)
-    gray = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) \
-        if arr.ndim == 3 else arr.astype(np.float32)
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    fg = np.abs(gray - np.median(border)) > 24
-    rows, cols = np.flatnonzero(fg.any(axis=1)), np.flatnonzero(fg.any(axis=0))
-    if len(rows) > 4 and len(cols) > 4:
-        gray = gray[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-    small = Image.fromarray(np.clip(gray, 0, 255).astype(np.uint8), "L").resize((size + 1, size), Image.BILINEAR)
-    small = np.asarray(small, dtype=np.int16)
-    bits = (small[:, 1:] > small[:, :-1]).ravel()
-    return np.packbits(bits).tobytes().hex()
-
 
 @dataclasses.dataclass
 class AuditReport:
@@ -319,7 +285,7 @@ def _as_str(values, n: int, what: str) -> np.ndarray:
         return np.full(n, "", dtype=object)
     s = pd.Series(list(values), dtype=object)
     if len(s) != n:
-        raise ValueError(f"audit_leakage: {what} has {len(s)} entries, expected {n} (one per image)")
+        raise InvalidParameterError(f"audit_leakage: {what} has {len(s)} entries, expected {n} (one per image)")
     return s.where(s.notna(), "").astype(str).str.strip().to_numpy(dtype=object)
 
 
@@ -355,6 +321,15 @@ def audit_leakage(
     -------
     AuditReport
 
+    Example
+    -------
+    >>> report = audit_leakage(ids=["a.png", "b.png", "c.png"], subjects=["P1", "P2", "P3"],
+    ...                        pixel_hashes=["x1", "x1", "y2"])
+    >>> report.pairs[["id_a", "id_b", "kind"]].values.tolist()
+    [['a.png', 'b.png', 'identical']]
+    >>> report.merged_subjects, report.groups.tolist()
+    ([('P1', 'P2')], ['P1+P2', 'P1+P2', 'P3'])
+
     Notes
     -----
     A pair is flagged when its two images are in different cross-validation
@@ -366,53 +341,20 @@ def audit_leakage(
     100,000 images take a few seconds.
     """
     if feature_set is not None:
-        ids = feature_set.ids
-        subjects = feature_set.subjects
-        splits = feature_set.splits
-        pixel_hashes = feature_set.pixel_hashes
-        dhashes = feature_set.dhashes
+        ids, subjects, splits = feature_set.ids, feature_set.subjects, feature_set.splits
+        pixel_hashes, dhashes = feature_set.pixel_hashes, feature_set.dhashes
     if ids is None:
         given = next((v for v in (pixel_hashes, dhashes, subjects, splits) if v is not None), None)
         if given is None:
-            raise ValueError("audit_leakage needs a FeatureSet or ids= with pixel_hashes= and/or dhashes=")
+            raise InvalidParameterError(
+                "audit_leakage needs a FeatureSet or ids= with pixel_hashes= and/or dhashes=")
         ids = [str(i) for i in range(len(given))]
     ids = _as_str(ids, len(ids), "ids")
     n = len(ids)
     subjects = _as_str(subjects, n, "subjects")
     splits = _as_str(splits, n, "splits")
 
-    has_hash = np.zeros(n, bool)
-    ii, jj = _empty_pairs()[:2]
-    if pixel_hashes is not None:
-        _as_str(pixel_hashes, n, "pixel_hashes")  # length check
-        has_hash |= _hash_codes(pixel_hashes) >= 0
-        ii, jj = _identical_pairs(pixel_hashes)
-    kinds = [np.full(len(ii), "identical", dtype=object)]
-    dists = [np.zeros(len(ii), np.int64)]
-    pairs_i, pairs_j = [ii], [jj]
-    if dhashes is not None:
-        dh = _as_str(dhashes, n, "dhashes")
-        valid = dh != ""
-        has_hash |= valid
-        if near_threshold >= 0:
-            identical = ii * n + jj
-            lengths = np.array([len(h) for h in dh])
-            for length in np.unique(lengths[valid]):
-                idx = np.flatnonzero(valid & (lengths == length))
-                try:
-                    packed = _hex_to_bits(list(dh[idx]))
-                except ValueError:
-                    raise ValueError("audit_leakage: dhashes must be hex strings "
-                                     "(the output of difference_hash)") from None
-                a, b, d = _near_pairs(packed, int(near_threshold))
-                a, b = idx[a], idx[b]
-                new = ~np.isin(a * n + b, identical)
-                pairs_i.append(a[new]), pairs_j.append(b[new])
-                kinds.append(np.full(int(new.sum()), "near-identical", dtype=object))
-                dists.append(d[new])
-    a, b = np.concatenate(pairs_i).astype(np.int64), np.concatenate(pairs_j).astype(np.int64)
-    kind, dist = np.concatenate(kinds), np.concatenate(dists)
-
+    a, b, kind, dist, has_hash = _similar_pairs(n, pixel_hashes, dhashes, int(near_threshold))
     # leakage only: different groups (subjects, or no subject) or different splits
     sa, sb = subjects[a], subjects[b]
     keep = (sa != sb) | (sa == "") | (splits[a] != splits[b])
@@ -420,10 +362,63 @@ def audit_leakage(
     pairs = pd.DataFrame({
         "id_a": ids[a], "id_b": ids[b], "subject_a": subjects[a], "subject_b": subjects[b],
         "split_a": splits[a], "split_b": splits[b], "kind": kind, "distance": dist.astype(int),
-    }, columns=PAIR_COLUMNS)
+    }, columns=list(PAIR_COLUMNS))
     pairs = pairs.sort_values(["kind", "id_a", "id_b"], kind="stable").reset_index(drop=True)
     groups, merged = _groups(subjects, a, b, merge)
     return AuditReport(pairs, groups, merged, int(has_hash.sum()), int(near_threshold))
+
+
+def _similar_pairs(n: int, pixel_hashes, dhashes, near_threshold: int):
+    """Identical and near-identical pairs of ``n`` images, whatever their subjects.
+
+    Returns ``(a, b, kind, distance, has_hash)``: the two image indices of
+    each pair, ``"identical"`` (same pixel hash) or ``"near-identical"``
+    (difference hashes within ``near_threshold`` bits), the Hamming distance
+    (0 for identical pixels), and which images have a fingerprint at all.
+    """
+    has_hash = np.zeros(n, bool)
+    ii, jj = _empty_pairs()[:2]
+    if pixel_hashes is not None:
+        _as_str(pixel_hashes, n, "pixel_hashes")  # length check
+        has_hash |= _hash_codes(pixel_hashes) >= 0
+        ii, jj = _identical_pairs(pixel_hashes)
+    pairs_i, pairs_j = [ii], [jj]
+    kinds, dists = [np.full(len(ii), "identical", dtype=object)], [np.zeros(len(ii), np.int64)]
+    if dhashes is not None:
+        dh = _as_str(dhashes, n, "dhashes")
+        has_hash |= dh != ""
+        if near_threshold >= 0:
+            a, b, d = _near_identical_pairs(dh, ii * n + jj, near_threshold)
+            pairs_i.append(a), pairs_j.append(b), dists.append(d)
+            kinds.append(np.full(len(a), "near-identical", dtype=object))
+    a, b = np.concatenate(pairs_i).astype(np.int64), np.concatenate(pairs_j).astype(np.int64)
+    return a, b, np.concatenate(kinds), np.concatenate(dists), has_hash
+
+
+def _near_identical_pairs(dh: np.ndarray, identical: np.ndarray, threshold: int):
+    """Pairs ``(a, b, distance)`` of difference hashes within ``threshold`` bits.
+
+    ``dh`` holds one hex hash per image (``""``: none); hashes are compared
+    with those of the same length only, and the pairs whose code
+    ``a * len(dh) + b`` is in ``identical`` (already found by their pixels)
+    are left out.
+    """
+    n = len(dh)
+    valid = dh != ""
+    lengths = np.array([len(h) for h in dh])
+    parts_a, parts_b, parts_d = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for length in np.unique(lengths[valid]):
+        idx = np.flatnonzero(valid & (lengths == length))
+        try:
+            packed = _hex_to_bits(list(dh[idx]))
+        except ValueError:
+            raise InvalidParameterError("audit_leakage: dhashes must be hex strings "
+                                        "(the output of difference_hash)") from None
+        a, b, d = _near_pairs(packed, threshold)
+        a, b = idx[a], idx[b]
+        new = ~np.isin(a * n + b, identical)
+        parts_a.append(a[new]), parts_b.append(b[new]), parts_d.append(d[new])
+    return tuple(np.concatenate(p) for p in (parts_a, parts_b, parts_d))
 
 
 def _groups(subjects: np.ndarray, a: np.ndarray, b: np.ndarray, merge: bool):

@@ -14,6 +14,18 @@ root), file size and modification time all match a cached row; the newest
 chunk wins when an image was extracted twice.  Chunks are written to a
 temporary name and atomically renamed, so an interrupted run loses at most the
 chunk in flight and the next run continues where it stopped.
+
+Example
+-------
+>>> import tempfile
+>>> import numpy as np
+>>> from leukbench.features.base import ExtractorConfig
+>>> cache = FeatureCache(tempfile.mkdtemp(), "/data/cells", ExtractorConfig("demo", "handcrafted"), ["demo.a"])
+>>> _ = cache.write_chunk(["x.png"], [10], [7], ["p"], ["d"], [False], np.ones((1, 1)))
+>>> cache.cached_mask(["x.png", "y.png"], np.array([10, 10]), np.array([7, 7])).tolist()
+[True, False]
+>>> cache.matrix(["x.png"]).tolist()
+[[1.0]]
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from .exceptions import CacheError
 from .features.base import ExtractorConfig
 
 META_COLUMNS = ["id", "size", "mtime_ns", "pixel_hash", "dhash", "seg_fallback"]
@@ -97,7 +110,7 @@ class FeatureCache:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OSError(
+            raise CacheError(
                 f"{self.path}: cannot create the feature cache ({exc.strerror}); "
                 "choose a writable folder with --cache-dir or LEUKBENCH_CACHE_DIR"
             ) from None
@@ -188,8 +201,8 @@ class FeatureCache:
                 self._index = None
         raise self._kept_changing()
 
-    def _kept_changing(self) -> OSError:
-        return OSError(f"{self.path}: the cache kept changing while it was read (another leukbench "
+    def _kept_changing(self) -> CacheError:
+        return CacheError(f"{self.path}: the cache kept changing while it was read (another leukbench "
                        "run compacting it?); run the command again")
 
     def table(self) -> pd.DataFrame:
@@ -287,6 +300,28 @@ class FeatureCache:
     def describe(self) -> Dict[str, object]:
         """``{"path", "chunks", "bytes"}`` of this cache, for reports."""
         return {"path": str(self.path), "chunks": len(self.chunk_files()), "bytes": self.size_bytes()}
+
+
+def copy_columns(source: FeatureCache, target: FeatureCache, ids: Sequence[str], stats: tuple,
+                 chunk_size: int = 256) -> int:
+    """Write into ``target`` the rows ``source`` has and ``target`` lacks, restricted to
+    ``target``'s feature columns (all of which ``source`` must hold).
+
+    ``stats`` is :func:`stat_images` of the images ``ids``. Used when another
+    extractor computes all of an extractor's columns (a handcrafted group and
+    ``handcrafted``). Returns the number of images copied.
+    """
+    sizes, mtimes = stats
+    want = source.cached_mask(ids, sizes, mtimes) & ~target.cached_mask(ids, sizes, mtimes)
+    take = [i for i, ok in zip(ids, want) if ok]
+    pos = {n: k for k, n in enumerate(source.feature_names)}
+    cols = [pos[n] for n in target.feature_names]
+    for start in range(0, len(take), chunk_size):
+        part = take[start:start + chunk_size]
+        meta = source.rows(part)
+        target.write_chunk(part, meta["size"], meta["mtime_ns"], meta["pixel_hash"].tolist(),
+                           meta["dhash"].tolist(), meta["seg_fallback"], source.matrix(part)[:, cols])
+    return len(take)
 
 
 def string_column(values):

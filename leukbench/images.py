@@ -1,14 +1,35 @@
-"""Reading microscope images from disk as RGB ``uint8`` arrays."""
+"""Images as leukbench handles them: RGB ``uint8`` arrays, read from disk, turned gray, fingerprinted.
+
+:func:`load_image` reads any file PIL opens (and :func:`as_rgb_uint8` converts
+an array the same way); :func:`to_grayscale` and :func:`grayscale_rgb` give
+ITU-R 601 luma.
+
+Two fingerprints are taken of every decoded image during extraction (the
+leakage audit, :mod:`leukbench.audit`, compares them):
+
+* :func:`pixel_hash` — a digest of the pixels and the shape: equal for the
+  same image saved twice, under another name or in another lossless format;
+* :func:`difference_hash` — a 256-bit perceptual hash (dHash) that moves by a
+  few bits under re-compression, small brightness changes or resizing.
+
+Example
+-------
+>>> import numpy as np
+>>> image = np.zeros((8, 8, 3), np.uint8)
+>>> pixel_hash(image) == pixel_hash(image.copy()), len(difference_hash(image))
+(True, 64)
+"""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from pathlib import Path
 
 import numpy as np
 
-from .exceptions import ImageReadError
+from .exceptions import ImageReadError, InvalidParameterError
 
 #: File extensions treated as images during discovery (lower case).
 IMAGE_EXTENSIONS = frozenset(
@@ -20,7 +41,8 @@ IMAGE_EXTENSIONS = frozenset(
 #: by the range of the smallest of these that holds its maximum.
 CAMERA_BIT_DEPTHS = (8, 10, 12, 14, 16)
 
-
+__all__ = ["CAMERA_BIT_DEPTHS", "IMAGE_EXTENSIONS", "ImageReadError", "as_rgb_uint8", "difference_hash",
+           "grayscale_rgb", "is_image_file", "load_image", "pixel_hash", "to_grayscale"]
 
 
 def is_image_file(name: str) -> bool:
@@ -114,3 +136,100 @@ def load_image(path) -> np.ndarray:
         raise ImageReadError(f"{path}: unexpected image shape {arr.shape}; expected an RGB image",
                              "unexpected image shape")
     return np.ascontiguousarray(arr, dtype=np.uint8)
+
+
+def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """An image array as RGB ``uint8`` ``(H, W, 3)``, converted as :func:`load_image` converts files.
+
+    Gray (2-D or one channel) is replicated, alpha dropped, other dtypes scaled.
+
+    Raises
+    ------
+    InvalidParameterError
+        For an array that is not an image of 1, 3 or 4 channels.
+    """
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        arr = _to_uint8(arr)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    elif arr.ndim == 3 and arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        arr = arr[..., :3]
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise InvalidParameterError(f"expected an RGB image of shape (H, W, 3), got {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def to_grayscale(image: np.ndarray) -> np.ndarray:
+    """ITU-R 601 luma of an RGB image, as ``uint8`` of shape ``(H, W)``.
+
+    ``L = (19595 R + 38470 G + 7471 B + 32768) >> 16`` (PIL's ``"L"``
+    conversion); gray images (2-D, or three equal channels) come back
+    unchanged.
+
+    Parameters
+    ----------
+    image : ndarray
+        ``(H, W, 3)`` RGB (RGBA and 2-D gray accepted); non-``uint8`` data is
+        scaled as :func:`leukbench.images.load_image` does.
+
+    Example
+    -------
+    >>> to_grayscale(np.full((1, 2, 3), (255, 0, 0), np.uint8)).tolist()
+    [[76, 76]]
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 2 and arr.dtype == np.uint8:
+        return arr.copy()
+    rgb = as_rgb_uint8(arr)
+    if rgb.size == 0:
+        return np.zeros(rgb.shape[:2], np.uint8)
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(rgb, "RGB").convert("L"))
+
+
+def grayscale_rgb(image: np.ndarray) -> np.ndarray:
+    """Grayscale replicated to three channels, ``uint8`` of shape ``(H, W, 3)``.
+
+    Idempotent: applying it to its own output changes nothing.
+    """
+    g = to_grayscale(image)
+    return np.repeat(g[..., None], 3, axis=2)
+
+
+def pixel_hash(image: np.ndarray) -> str:
+    """Hex digest of an image's pixels and shape (exact-duplicate fingerprint)."""
+    arr = np.ascontiguousarray(image)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{arr.shape}|{arr.dtype.str}".encode())
+    h.update(arr.data)
+    return h.hexdigest()
+
+
+def difference_hash(image: np.ndarray, size: int = 16) -> str:
+    """Perceptual difference hash of the image content: ``size * size`` bits, hex.
+
+    The image is turned to grayscale and cropped to the box of pixels that
+    differ from the background (the median of the border) by more than 24
+    grey levels, so a small cell on a large black or light background is
+    hashed by the cell, not by the background. The crop is resized to
+    ``(size + 1) x size`` and each bit says whether a pixel is brighter than
+    its right neighbour.
+    """
+    from PIL import Image
+
+    arr = np.asarray(image)
+    gray = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) \
+        if arr.ndim == 3 else arr.astype(np.float32)
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    fg = np.abs(gray - np.median(border)) > 24
+    rows, cols = np.flatnonzero(fg.any(axis=1)), np.flatnonzero(fg.any(axis=0))
+    if len(rows) > 4 and len(cols) > 4:
+        gray = gray[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    small = Image.fromarray(np.clip(gray, 0, 255).astype(np.uint8), "L").resize((size + 1, size), Image.BILINEAR)
+    small = np.asarray(small, dtype=np.int16)
+    bits = (small[:, 1:] > small[:, :-1]).ravel()
+    return np.packbits(bits).tobytes().hex()

@@ -1,7 +1,9 @@
-"""Cell segmentation and colour handling as plain functions on NumPy arrays.
+"""Cell segmentation as plain functions on NumPy arrays.
 
 All functions take RGB ``uint8`` arrays of shape ``(H, W, 3)`` (the output of
-:func:`leukbench.images.load_image`) and never modify their input.
+:func:`leukbench.images.load_image`) and never modify their input. The
+colour conversions :func:`to_grayscale` and :func:`grayscale_rgb` live in
+:mod:`leukbench.images` and are importable from here too.
 
 Segmentation recipe (:func:`segment_cell`), run on a copy downscaled so that
 its longest side is at most ``work_size`` pixels:
@@ -31,6 +33,8 @@ from __future__ import annotations
 from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
+
+from .images import as_rgb_uint8, grayscale_rgb, to_grayscale
 
 __all__ = [
     "Segmentation",
@@ -102,61 +106,6 @@ class CellLocation(NamedTuple):
     mask: np.ndarray
     scale: Tuple[float, float]
     found: bool
-
-
-# --------------------------------------------------------------------------
-# colour
-# --------------------------------------------------------------------------
-
-
-def _as_rgb_uint8(image: np.ndarray) -> np.ndarray:
-    arr = np.asarray(image)
-    if arr.dtype != np.uint8:
-        from .images import _to_uint8
-
-        arr = _to_uint8(arr)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, axis=2)
-    elif arr.ndim == 3 and arr.shape[2] == 1:
-        arr = np.repeat(arr, 3, axis=2)
-    elif arr.ndim == 3 and arr.shape[2] == 4:
-        arr = arr[..., :3]
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"expected an RGB image of shape (H, W, 3), got {arr.shape}")
-    return np.ascontiguousarray(arr)
-
-
-def to_grayscale(image: np.ndarray) -> np.ndarray:
-    """ITU-R 601 luma of an RGB image, as ``uint8`` of shape ``(H, W)``.
-
-    ``L = (19595 R + 38470 G + 7471 B + 32768) >> 16`` (PIL's ``"L"``
-    conversion); gray images (2-D, or three equal channels) come back
-    unchanged.
-
-    Parameters
-    ----------
-    image : ndarray
-        ``(H, W, 3)`` RGB (RGBA and 2-D gray accepted); non-``uint8`` data is
-        scaled as :func:`leukbench.images.load_image` does.
-    """
-    arr = np.asarray(image)
-    if arr.ndim == 2 and arr.dtype == np.uint8:
-        return arr.copy()
-    rgb = _as_rgb_uint8(arr)
-    if rgb.size == 0:
-        return np.zeros(rgb.shape[:2], np.uint8)
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(rgb, "RGB").convert("L"))
-
-
-def grayscale_rgb(image: np.ndarray) -> np.ndarray:
-    """Grayscale replicated to three channels, ``uint8`` of shape ``(H, W, 3)``.
-
-    Idempotent: applying it to its own output changes nothing.
-    """
-    g = to_grayscale(image)
-    return np.repeat(g[..., None], 3, axis=2)
 
 
 # --------------------------------------------------------------------------
@@ -271,7 +220,7 @@ def _working_gray(image: np.ndarray, work_size: int) -> Tuple[np.ndarray, Tuple[
     """Grayscale copy whose longest side is at most ``work_size`` (box filter)."""
     from PIL import Image
 
-    rgb = _as_rgb_uint8(image)
+    rgb = as_rgb_uint8(image)
     h, w = rgb.shape[:2]
     gray = Image.fromarray(rgb, "RGB").convert("L")
     f = min(1.0, float(work_size) / max(h, w))
@@ -465,8 +414,17 @@ def segment_cell(
     Segmentation
         ``crop``, ``mask``, ``bbox`` and ``found`` (False: whole image,
         all-true mask).
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> image = np.zeros((100, 100, 3), np.uint8)
+    >>> image[40:60, 30:70] = 200  # a bright cell on a black background
+    >>> seg = segment_cell(image, margin=0)
+    >>> seg.found, seg.bbox, seg.crop.shape
+    (True, (40, 30, 60, 70), (20, 40, 3))
     """
-    rgb = _as_rgb_uint8(image)
+    rgb = as_rgb_uint8(image)
     H, W = rgb.shape[:2]
     if H == 0 or W == 0:
         return Segmentation(rgb.copy(), np.ones((H, W), bool), (0, 0, H, W), False)

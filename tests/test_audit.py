@@ -185,3 +185,14 @@ def test_real_cnmc_subset_duplicates():
         cell = (A.max(axis=2) > 20) | (B.max(axis=2) > 20)
         changed = (np.abs(A - B).max(axis=2)[cell] > 20).mean()
         assert changed < 0.1, (a, b, changed)
+
+
+def test_bad_arguments_are_invalid_parameter_errors():
+    from leukbench.exceptions import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match="FeatureSet or ids"):
+        audit_leakage()
+    with pytest.raises(InvalidParameterError, match="ids has 1 entries, expected 2|subjects has 1 entries"):
+        audit_leakage(ids=["a", "b"], subjects=["x"], pixel_hashes=["p", "q"])
+    with pytest.raises(InvalidParameterError, match="dhashes must be hex strings"):
+        audit_leakage(ids=["a", "b"], dhashes=["zz", "yy"])

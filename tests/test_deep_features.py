@@ -19,8 +19,7 @@ pytest.importorskip("timm")
 
 from skimage import data as skdata  # noqa: E402
 
-from leukbench.features import base  # noqa: E402
-from leukbench.features import deep  # noqa: E402
+from leukbench.features import base, deep  # noqa: E402
 from leukbench.features.deep import (  # noqa: E402
     DeepExtractor,
     WeightsUnavailableError,
@@ -30,6 +29,7 @@ from leukbench.features.deep import (  # noqa: E402
     resolve_device,
     resolve_precision,
 )
+from leukbench.features.deep import _extractor as deep_extractor  # noqa: E402 - where DeepExtractor resolves
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CAT_CLASSES = set(range(281, 286))  # ImageNet tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -256,7 +256,7 @@ def test_local_weights_file_must_fit_the_backbone(tmp_path, cat):
 def test_missing_weights_file_is_a_clear_error(tmp_path):
     missing = tmp_path / "nope.pth"
     with pytest.raises(WeightsUnavailableError, match=r"nope\.pth.*not found.*--weights none"):
-        DeepExtractor("resnet50", weights=str(missing), device="cpu")
+        DeepExtractor("resnet50", weights=str(missing), device="cpu").check()
     with pytest.raises(WeightsUnavailableError, match="not found"):
         build_model("efficientnet_lite0", missing)
 
@@ -283,11 +283,11 @@ def test_not_a_state_dict_is_a_clear_error(tmp_path):
         DeepExtractor("efficientnet_lite0", weights=str(whole), device="cpu").load_model()
     assert "\x1b[" not in str(info.value)  # torch's terminal colours are stripped
     with pytest.raises(WeightsUnavailableError, match="is a folder; pass a weights file in it"):
-        DeepExtractor("resnet50", weights=str(tmp_path), device="cpu")
+        DeepExtractor("resnet50", weights=str(tmp_path), device="cpu").check()
 
 
 def test_lite0_accepts_lukemelas_layout_file(tmp_path, lite0, cat):
-    bundled = deep._lite0_file()
+    bundled = deep.lite0_file()
     ext = DeepExtractor("efficientnet_lite0", weights=str(bundled), device="cpu")
     assert ext.config.weights_id.startswith("file:efficientnet-lite0-57934424.pth:sha256=")
     item = lite0.prepare(cat)
@@ -351,9 +351,9 @@ def test_hub_probe_trusts_a_proxy_and_the_endpoint_scheme(monkeypatch):
     for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://hub.example")
-    assert deep._hub_reachable() is False and tried[-1] == ("hub.example", 80)
+    assert deep.hub_reachable() is False and tried[-1] == ("hub.example", 80)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")  # only the proxy gets out
-    assert deep._hub_reachable() is True and len(tried) == 1
+    assert deep.hub_reachable() is True and len(tried) == 1
 
 
 def test_timm_weights_in_offline_mode_when_the_hub_is_unreachable(monkeypatch):
@@ -371,7 +371,7 @@ def test_timm_weights_in_offline_mode_when_the_hub_is_unreachable(monkeypatch):
     monkeypatch.setattr(builder, "load_pretrained", record)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     for reachable, offline in ((False, True), (True, False)):
-        monkeypatch.setattr(deep, "_hub_reachable", lambda timeout=3.0, r=reachable: r)
+        monkeypatch.setattr("leukbench.features.deep._hub.hub_reachable", lambda timeout=3.0, r=reachable: r)
         with pytest.raises(WeightsUnavailableError):
             DeepExtractor("timm:test_resnet", weights="imagenet", device="cpu").load_model()
         assert seen[-1] is offline and constants.HF_HUB_OFFLINE is False
@@ -382,7 +382,9 @@ def test_timm_weights_in_offline_mode_when_the_hub_is_unreachable(monkeypatch):
 # --------------------------------------------------------------------------
 
 def test_timm_model_random_init(cat):
-    ext = deep.create_timm(model_name="test_resnet", weights="none", device="cpu", unused_option=1)
+    with pytest.raises(TypeError, match="unused_option is not an option of the timm:test_resnet feature extractor"):
+        deep.create_timm(model_name="test_resnet", weights="none", device="cpu", unused_option=1)
+    ext = deep.create_timm(model_name="test_resnet", weights="none", device="cpu")
     assert ext.config.name == "timm:test_resnet"
     assert ext.config.input_size == 160
     assert ext.feature_names[0] == "timm_test_resnet.f0000"
@@ -396,17 +398,19 @@ def test_timm_model_random_init(cat):
 def test_registry_names_and_factories():
     for name in ["efficientnet_lite0", "resnet50", "efficientnet_b0", "efficientnet_b3",
                  "densenet121", "vgg16", "alexnet", "inception_v3", "timm:"]:
-        assert name in base._REGISTRY
-    ext = base._REGISTRY["alexnet"](weights="none", segment=True, grayscale=True, device="cpu", classifier="x")
+        assert callable(base.extractor_factory(name))
+    with pytest.raises(TypeError, match="classifier is not an option of the alexnet feature extractor"):
+        base.extractor_factory("alexnet")(weights="none", device="cpu", classifier="x")
+    ext = base.extractor_factory("alexnet")(weights="none", segment=True, grayscale=True, device="cpu")
     assert isinstance(ext, DeepExtractor)
     assert ext.config.segment and ext.config.grayscale and ext.config.input_size == 224
     assert "segmented" in ext.describe() and "grayscale" in ext.describe()
-    assert base._REGISTRY["inception_v3"](weights="none").config.input_size == 299
-    assert base._REGISTRY["efficientnet_b3"](weights="none").config.input_size == 300
+    assert base.extractor_factory("inception_v3")(weights="none").config.input_size == 299
+    assert base.extractor_factory("efficientnet_b3")(weights="none").config.input_size == 300
     with pytest.raises(KeyError):
-        DeepExtractor("resnet51")
+        DeepExtractor("resnet51").check()
     with pytest.raises(KeyError):
-        DeepExtractor("timm:no_such_model_xyz")
+        DeepExtractor("timm:no_such_model_xyz").check()
 
 
 @pytest.mark.parametrize("name", deep.BACKBONES)
@@ -446,7 +450,7 @@ def test_devices():
         with pytest.raises(ValueError, match="--device cpu"):
             resolve_device("cuda")
         with pytest.raises(ValueError, match="--device cpu"):
-            DeepExtractor("efficientnet_lite0", device="cuda")
+            DeepExtractor("efficientnet_lite0", device="cuda").check()
     assert resolve_device("cpu") == "cpu"
     with pytest.raises(ValueError, match="unknown device 'tpu'"):
         resolve_device("tpu")
@@ -457,8 +461,8 @@ def test_devices():
 
 def test_cuda_float16_features_have_their_own_cache(monkeypatch):
     """Autocast features never share a cache (or a matrix) with float32 CPU features."""
-    cpu = DeepExtractor("resnet50", weights="none", device="cpu")
-    monkeypatch.setattr(deep, "resolve_device", lambda device="auto": "cuda")  # as on a GPU machine
+    cpu = DeepExtractor("resnet50", weights="none", device="cpu").check()  # resolved before the patch
+    monkeypatch.setattr(deep_extractor, "resolve_device", lambda device="auto": "cuda")  # as on a GPU machine
     gpu = DeepExtractor("resnet50", weights="none", device="auto")
     assert dict(gpu.config.options)["precision"] == "float16-autocast"
     assert "precision" not in dict(cpu.config.options)
@@ -473,7 +477,7 @@ def test_cuda_float16_features_have_their_own_cache(monkeypatch):
 
 def test_float32_on_cuda_switches_tf32_off(monkeypatch):
     """float32 on CUDA shares the CPU's cache, so cuDNN must not run TF32 convolutions."""
-    monkeypatch.setattr(deep, "resolve_device", lambda device="auto": "cuda")
+    monkeypatch.setattr(deep_extractor, "resolve_device", lambda device="auto": "cuda")
     full = DeepExtractor("resnet50", weights="none", device="auto", precision="float32")
     half = DeepExtractor("resnet50", weights="none", device="auto")
     before = torch.backends.cudnn.allow_tf32
@@ -494,7 +498,7 @@ def test_precision_names_and_devices():
     with pytest.raises(ValueError, match="not on mps"):
         resolve_precision("bfloat16", "mps")
     with pytest.raises(ValueError, match="unknown precision 'half'"):
-        DeepExtractor("resnet50", weights="none", device="cpu", precision="half")
+        DeepExtractor("resnet50", weights="none", device="cpu", precision="half").check()
 
 
 def test_cpu_bfloat16_autocast_features(lite0, cat):
@@ -547,3 +551,72 @@ def test_real_cnmc_cells(lite0):
     assert f.shape == (4, 1280) and np.isfinite(f).all()
     assert (f.std(axis=1) > 0).all()
     assert len({row.tobytes() for row in f}) == 4  # distinct cells, distinct vectors
+
+
+# --------------------------------------------------------------------------
+# no work in __init__, no torch at import, one weights resolution
+# --------------------------------------------------------------------------
+
+def test_constructor_only_stores_its_parameters(tmp_path, monkeypatch):
+    """Nothing is resolved (device, weights, timm config) until the extractor is used."""
+    calls = []
+    monkeypatch.setattr(deep_extractor, "resolve_device", lambda device="auto": calls.append(device) or "cpu")
+    missing = tmp_path / "nope.pth"
+    ext = DeepExtractor("timm:no_such_model_xyz", weights=str(missing), device="tpu", precision="half")
+    assert ext.name == "timm:no_such_model_xyz" and calls == []
+    ok = DeepExtractor("resnet50", weights="none", device="cuda:7")
+    assert calls == []
+    assert ok.config.weights_id == "random-init(seed=0)" and calls == ["cuda:7"]
+    assert ok.check() is ok and calls == ["cuda:7"]  # resolved once
+    with pytest.raises(KeyError, match="unknown timm model 'no_such_model_xyz'"):
+        ext.check()
+    with pytest.raises(WeightsUnavailableError, match="not found"):
+        DeepExtractor("resnet50", weights=str(missing), device="cpu").config
+
+
+def test_importing_the_deep_package_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from leukbench.features.deep import PRECISIONS, DeepExtractor; "
+            "DeepExtractor('resnet50', device='cpu'); print(PRECISIONS, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "('auto', 'float32', 'float16', 'bfloat16') False"
+
+
+def test_resolve_weights_names_one_source(tmp_path):
+    from leukbench.exceptions import UnknownExtractorError
+
+    path = tmp_path / "w.pth"
+    path.write_bytes(b"x")
+    lite0, resnet = deep.spec_for("efficientnet_lite0"), deep.spec_for("resnet50")
+    assert deep.resolve_weights(resnet, "none") == ("random", None)
+    assert deep.resolve_weights(resnet, None) == ("random", None)
+    assert deep.resolve_weights(resnet, str(path)) == ("file", path)
+    assert deep.resolve_weights(lite0, "ImageNet") == ("bundled", deep.lite0_file())
+    assert deep.resolve_weights(resnet, "imagenet") == ("torchvision", "ResNet50_Weights.IMAGENET1K_V2")
+    source, location = deep.resolve_weights(deep.spec_for("timm:test_resnet"), "imagenet")
+    assert source == "timm" and location.startswith("test_resnet.")
+    assert deep.weights_id(resnet, "file", path, 0).startswith("file:w.pth:sha256=")
+    with pytest.raises(UnknownExtractorError, match="unknown backbone 'resnet51'"):
+        deep.spec_for("resnet51")
+
+
+def test_errors_are_leukbench_errors():
+    from leukbench.exceptions import InvalidParameterError, LeukbenchError
+
+    for call in (lambda: resolve_device("tpu"), lambda: resolve_precision("half", "cpu"),
+                 lambda: DeepExtractor("resnet51").check()):
+        with pytest.raises(LeukbenchError):
+            call()
+    with pytest.raises(InvalidParameterError):
+        resolve_precision("float16", "cpu")
+
+
+def test_every_backbone_is_listed_lazily_in_the_registry():
+    from leukbench.features import BUILTIN_EXTRACTORS, list_extractors
+
+    for name in deep.BACKBONES:
+        assert BUILTIN_EXTRACTORS[name] == f"leukbench.features.deep:create_{name}"
+        assert name in list_extractors() and base.extractor_factory(name).name == name
+    assert base.extractor_factory("timm:convnext_tiny") is deep.create_timm

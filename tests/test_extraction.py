@@ -112,7 +112,9 @@ def test_second_run_comes_from_cache(cnmc_folders, tmp_path):
 def test_rerun_reads_the_cache_index_and_stats_the_files_once(cnmc_folders, tmp_path, monkeypatch):
     """A run that finds everything cached reads each chunk's metadata once, stats each image once."""
     import leukbench.cache as cache_module
-    import leukbench.extraction as extraction_module
+    from leukbench.extraction import (
+        _api as extraction_module,  # where extract_all stats the files
+    )
 
     run(cnmc_folders, tmp_path / "c", chunk_size=8)  # 18 images: 3 chunks
     meta_reads, stats = [], []
@@ -160,19 +162,18 @@ def test_changed_image_is_extracted_again(cnmc_folders, tmp_path):
 @pytest.mark.parametrize("kind", [ChannelStats, AlternatingChannelStats], ids=["overlap", "alternate"])
 def test_interrupted_extraction_resumes(tmp_path, monkeypatch, kind):
     data = make_cnmc_folders(tmp_path / "d", per_subject=5)  # 30 images
-    from leukbench.features import base
+    from leukbench.features import override_extractor
 
-    monkeypatch.setitem(base._REGISTRY, "chanstats",
-                        lambda **kw: kind(fail_after=3))  # dies during batch 4
-    with pytest.raises(KeyboardInterrupt):
-        run(data, tmp_path / "c", chunk_size=4, num_workers=2)
+    with override_extractor("chanstats", lambda **kw: kind(fail_after=3)):  # dies during batch 4
+        with pytest.raises(KeyboardInterrupt):
+            run(data, tmp_path / "c", chunk_size=4, num_workers=2)
     cache = FeatureCache(tmp_path / "c", data, ChannelStats().config, ChannelStats().feature_names)
     assert len(cache.table()) == 12  # 3 batches of 4 were flushed, nothing half-written
     assert not list(cache.path.glob(".tmp-*"))
-    monkeypatch.setitem(base._REGISTRY, "chanstats", lambda **kw: kind())
-    fs, (s,) = run(data, tmp_path / "c", chunk_size=4)
-    assert s.n_cached == 12 and s.n_extracted == 18
-    fs_once, _ = run(data, tmp_path / "fresh")
+    with override_extractor("chanstats", lambda **kw: kind()):
+        fs, (s,) = run(data, tmp_path / "c", chunk_size=4)
+        assert s.n_cached == 12 and s.n_extracted == 18
+        fs_once, _ = run(data, tmp_path / "fresh")
     np.testing.assert_array_equal(fs.X, fs_once.X)
 
 
@@ -342,12 +343,13 @@ def test_alternating_feed_gives_the_same_matrix_and_skips(cnmc_folders, tmp_path
 
 
 def test_cpu_networks_alternate_and_gpu_overlaps(monkeypatch):
-    from leukbench.features import deep
     from leukbench.extraction import default_num_workers
+    from leukbench.features import deep
+    from leukbench.features.deep import _extractor as deep_extractor
 
     cpu = deep.DeepExtractor("resnet50", weights="none", device="cpu")
     assert cpu.feed == "alternate" and default_num_workers(cpu) == (os.cpu_count() or 1)
-    monkeypatch.setattr(deep, "resolve_device", lambda device="auto": "cuda")
+    monkeypatch.setattr(deep_extractor, "resolve_device", lambda device="auto": "cuda")
     gpu = deep.DeepExtractor("resnet50", weights="none")
     assert gpu.feed == "overlap" and default_num_workers(gpu) == max(1, min((os.cpu_count() or 1) - 1, 8))
 
@@ -514,3 +516,138 @@ def test_compare_says_when_a_whole_class_was_unreadable(cnmc_folders, tmp_path, 
     out, err = capsys.readouterr()
     assert code == 2 and "no image of class hem could be read for chanstats" in err
     assert "skipped 9: not a recognised image format" in out  # the summary said why, above the error
+
+
+# --------------------------------------------------------------------------
+# the registry and the extractor interface
+# --------------------------------------------------------------------------
+
+
+def test_registry_refuses_to_overwrite_and_names_unknown_extractors():
+    from leukbench.exceptions import InvalidParameterError, UnknownExtractorError
+    from leukbench.features import (
+        create_extractor,
+        extractor_factory,
+        list_extractors,
+        override_extractor,
+        unregister_extractor,
+    )
+
+    with pytest.raises(InvalidParameterError, match="'chanstats' is already a registered feature extractor; "
+                                                    "pass replace=True"):
+        register_extractor("chanstats", lambda **kw: ChannelStats())
+    assert extractor_factory("chanstats") is _chanstats  # unchanged
+    register_extractor("chanstats", _chanstats)  # the same factory again: nothing to refuse
+    with pytest.raises(UnknownExtractorError, match=r"unknown feature extractor 'nope'; choose one of .*"
+                                                    r"chanstats.*, or timm:<model>") as info:
+        create_extractor("nope")
+    assert isinstance(info.value, KeyError) and str(info.value).startswith("unknown feature extractor")
+    with override_extractor("chanstats", lambda **kw: AlternatingChannelStats()):
+        assert isinstance(create_extractor("chanstats"), AlternatingChannelStats)
+    assert type(create_extractor("chanstats")) is ChannelStats  # restored
+    register_extractor("tmp_extractor", _chanstats)
+    assert "tmp_extractor" in list_extractors()
+    unregister_extractor("tmp_extractor")
+    assert "tmp_extractor" not in list_extractors()
+
+
+def test_each_extractor_gets_the_options_it_takes(cnmc_folders, tmp_path):
+    """weights/device/precision go to the deep backbones only; a factory says what it takes."""
+    from leukbench.exceptions import InvalidParameterError
+    from leukbench.features import (
+        create_extractor,
+        extractor_options,
+        override_extractor,
+    )
+
+    assert extractor_options("handcrafted") == ("segment", "grayscale")
+    assert set(extractor_options("resnet50")) == {"weights", "segment", "grayscale", "device", "batch_size",
+                                                  "seed", "precision"}
+    assert extractor_options("timm:test_resnet") == extractor_options("resnet50")
+    assert extractor_options("chanstats") is None  # **kwargs: anything
+    with pytest.raises(InvalidParameterError, match="weights is not an option of the morphology feature "
+                                                    "extractor; its options are grayscale, segment"):
+        create_extractor("morphology", weights="none")
+    seen = {}
+
+    def strict(*, segment=False, grayscale=False):  # no **kwargs: takes these two only
+        seen.update(segment=segment, grayscale=grayscale)
+        return ChannelStats(segment=segment, grayscale=grayscale)
+
+    with override_extractor("chanstats", strict):
+        assert extractor_options("chanstats") == ("segment", "grayscale")
+        fs, _ = run(cnmc_folders, tmp_path / "c", weights="none", device="cpu", grayscale=True)
+    assert seen == {"segment": False, "grayscale": True} and len(fs) == 18
+
+
+def test_extract_all_always_returns_an_extraction_result(cnmc_folders, tmp_path):
+    from leukbench.extraction import ExtractionResult, extract_all
+
+    one = extract_all(cnmc_folders, "chanstats", cache_dir=tmp_path / "c", progress=False, num_workers=0)
+    assert isinstance(one, ExtractionResult) and list(one.feature_sets) == ["chanstats"]
+    assert [s.extractor for s in one.summaries] == ["chanstats"]
+    two = extract_all(cnmc_folders, "chanstats_alt,chanstats", cache_dir=tmp_path / "c",
+                      progress=False, num_workers=0)
+    assert list(two.feature_sets) == ["chanstats_alt", "chanstats"]
+    assert [s.extractor for s in two.summaries] == ["chanstats_alt", "chanstats"]
+    assert two.summaries[1].n_cached == 18  # the first call cached it
+    np.testing.assert_array_equal(two.feature_sets["chanstats_alt"].X, one.feature_sets["chanstats"].X)
+    # extract() is the shortcut: the FeatureSet itself for one, a dict for several
+    fs = extract(cnmc_folders, "chanstats", cache_dir=tmp_path / "c", progress=False)
+    np.testing.assert_array_equal(fs.X, one.feature_sets["chanstats"].X)
+
+
+class NoCellStats(ChannelStats):
+    """Says it found no cell in the darker half of the images (the interface, not a dict key)."""
+
+    def prepare(self, image):
+        return {"stats": super().prepare(image), "dark": float(image.mean()) < 100}
+
+    def segmentation_fallback(self, item):
+        return item["dark"]
+
+    def compute(self, items):
+        return super().compute([it["stats"] for it in items])
+
+
+def test_segmentation_fallback_is_asked_of_the_extractor(cnmc_folders, tmp_path):
+    from leukbench.features import override_extractor
+    from leukbench.images import load_image
+
+    with override_extractor("chanstats", lambda **kw: NoCellStats()):
+        fs, (s,) = run(cnmc_folders, tmp_path / "c")
+    dark = sorted(i for i, p in zip(fs.ids, fs.paths) if load_image(p).mean() < 100)
+    assert sorted(s.segmentation_fallback_ids) == dark and s.n_segmentation_fallback == len(dark)
+
+
+def test_feature_specs_ask_the_extractors_which_columns_they_share():
+    from leukbench.features import column_groups
+
+    assert column_groups("handcrafted") == {"morphology", "texture", "color"}
+    assert column_groups("texture") == {"texture"} and column_groups("efficientnet_lite0") == {"efficientnet_lite0"}
+    with pytest.raises(ValueError, match=r"'handcrafted\+color' has the color columns twice \(they are part "
+                                         r"of handcrafted\); use handcrafted alone"):
+        parse_feature_spec("handcrafted+color")
+
+
+def test_extraction_and_the_registry_import_no_extractor_module():
+    """The registry lists the built-ins without importing them; extraction never imports handcrafted."""
+    import subprocess
+    import sys
+
+    code = ("import sys, leukbench.extraction as e; from leukbench.features import list_extractors; "
+            "e.parse_feature_spec('resnet50,morphology+texture'); list_extractors(); "
+            "print(sorted(m for m in ('torch', 'timm', 'skimage', 'leukbench.features.deep._builder') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_unwritable_cache_is_a_cache_error(cnmc_folders, tmp_path):
+    from leukbench.exceptions import CacheError, LeukbenchError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CacheError, match="cannot create the feature cache.*--cache-dir") as info:
+        run(cnmc_folders, blocker / "cache")
+    assert isinstance(info.value, LeukbenchError) and isinstance(info.value, OSError)

@@ -154,3 +154,15 @@ def test_decompression_bomb_is_reported_with_a_fix(tmp_path, monkeypatch):
     with pytest.raises(ImageReadError, match="MAX_IMAGE_PIXELS") as info:
         load_image(tmp_path / "big.png")
     assert info.value.kind == "image too large for PIL"
+
+
+def test_fingerprints_and_colour_live_here_and_keep_their_old_homes():
+    from leukbench import audit, images, preprocessing
+    from leukbench.exceptions import InvalidParameterError
+
+    assert audit.pixel_hash is images.pixel_hash and audit.difference_hash is images.difference_hash
+    assert preprocessing.to_grayscale is images.to_grayscale
+    assert preprocessing.grayscale_rgb is images.grayscale_rgb
+    assert images.as_rgb_uint8(np.zeros((2, 3), np.uint16)).shape == (2, 3, 3)
+    with pytest.raises(InvalidParameterError, match=r"expected an RGB image of shape \(H, W, 3\), got \(2, 3, 5\)"):
+        images.to_grayscale(np.zeros((2, 3, 5), np.uint8))

@@ -15,16 +15,54 @@ worker processes while batched work (a neural network) runs in the main one:
 
 The cache key of an extractor is derived from ``config.to_dict()`` plus
 :data:`FEATURE_VERSION`, so any change of configuration gives a new cache.
+
+The registry maps names to factories ``factory(**options) -> Extractor``. A
+factory may be registered as a ``"module:attribute"`` string, imported on
+first use: that is how :mod:`leukbench.features` lists the built-in
+extractors without importing them (nor torch).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import importlib
+import inspect
 import json
-from typing import Any, Callable, Dict, List, Sequence
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    FrozenSet,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Union,
+)
 
 import numpy as np
+
+from .._validation import invalid
+from ..exceptions import UnknownExtractorError
+
+__all__ = [
+    "FEATURE_VERSION",
+    "Extractor",
+    "ExtractorConfig",
+    "check_options",
+    "column_groups",
+    "create_extractor",
+    "extractor_factory",
+    "extractor_options",
+    "list_extractors",
+    "override_extractor",
+    "register_extractor",
+    "unregister_extractor",
+]
 
 #: Bumped whenever the numbers an extractor produces may change for the same
 #: configuration; part of every cache key.
@@ -36,6 +74,9 @@ import numpy as np
 #: cell is chosen with a stronger preference for the image centre
 #: (preprocessing.CENTRALITY_POWER), which moves the mask of ~0.7 % of cells.
 FEATURE_VERSION = 3
+
+#: Registry key of the factory of every ``timm:<model>`` name.
+TIMM_PREFIX = "timm:"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +105,12 @@ class ExtractorConfig:
         Whether images are turned to grayscale (replicated to 3 channels).
     options : tuple of (str, object)
         Extra extractor-specific settings, as sorted key/value pairs.
+
+    Example
+    -------
+    >>> c = ExtractorConfig(name="timm:resnet18", kind="deep")
+    >>> c.cache_key().startswith("timm_resnet18-")
+    True
     """
 
     name: str
@@ -92,7 +139,7 @@ class ExtractorConfig:
 class Extractor:
     """Base class of all feature extractors (see module docstring)."""
 
-    #: Set by subclasses.
+    #: Set by subclasses (an attribute, or a property computed on first use).
     config: ExtractorConfig
 
     @property
@@ -123,6 +170,42 @@ class Extractor:
     #: competing for their cores than decoding costs).
     feed: str = "overlap"
 
+    def check(self) -> "Extractor":
+        """Raise now what would otherwise fail during extraction; returns ``self``.
+
+        Extraction calls it on every extractor before it reads any image, so
+        an unknown device or a missing weights file is reported at once. The
+        default resolves :attr:`config` and :attr:`feature_names`.
+        """
+        self.config  # noqa: B018 - resolving it is the check
+        self.feature_names  # noqa: B018
+        return self
+
+    def segmentation_fallback(self, item: Any) -> bool:
+        """Whether preparing ``item`` found no cell and used the whole image.
+
+        Counted in the extraction summary; extractors that do not segment
+        (the default) never fall back.
+        """
+        return False
+
+    def column_source(self, candidates: Sequence["Extractor"]) -> Optional["Extractor"]:
+        """One of ``candidates`` that computes all of this extractor's columns.
+
+        When one does (with the same settings), extraction copies the columns
+        from its cache instead of computing them again. The default is
+        ``None``: nothing else computes these columns.
+        """
+        return None
+
+    def cached_column_sources(self) -> List["Extractor"]:
+        """Extractors whose caches from earlier runs may hold all of these columns.
+
+        Each is checked with :meth:`column_source` and used when its cache
+        exists. None by default.
+        """
+        return []
+
     def describe(self) -> str:
         """One line for reports, e.g. ``resnet50 (weights: random init)``."""
         c = self.config
@@ -142,17 +225,64 @@ class Extractor:
 # registry
 # --------------------------------------------------------------------------
 
-_REGISTRY: Dict[str, Callable[..., Extractor]] = {}
+Factory = Callable[..., Extractor]
+
+#: name -> factory, or "module:attribute" of a factory not imported yet
+_REGISTRY: Dict[str, Union[Factory, str]] = {}
 
 
-def register_extractor(name: str):
-    """Decorator registering a factory ``f(**kwargs) -> Extractor`` by name."""
+def register_extractor(name: str, factory: Union[Factory, str, None] = None, *, replace: bool = False):
+    """Register a factory ``f(**options) -> Extractor`` under ``name``.
 
-    def deco(factory):
-        _REGISTRY[name] = factory
-        return factory
+    Used as a decorator (``@register_extractor("mine")``) or called with the
+    factory, which may be a ``"module:attribute"`` string imported on first
+    use. A factory may declare the options it accepts as an ``options``
+    attribute (a tuple of names); otherwise its keyword parameters are its
+    options, and a ``**kwargs`` parameter accepts any.
 
-    return deco
+    Raises
+    ------
+    InvalidParameterError
+        When ``name`` is registered already and ``replace`` is False.
+
+    Example
+    -------
+    >>> @register_extractor("doc_example")
+    ... def _make(*, segment=False):
+    ...     ...
+    >>> extractor_options("doc_example")
+    ('segment',)
+    >>> unregister_extractor("doc_example")
+    """
+    if factory is None:
+        def deco(f):
+            register_extractor(name, f, replace=replace)
+            return f
+
+        return deco
+    if name in _REGISTRY and not replace and _REGISTRY[name] is not factory:
+        raise invalid("name", f"{name!r} is already a registered feature extractor; pass replace=True")
+    _REGISTRY[name] = factory
+    return factory
+
+
+def unregister_extractor(name: str) -> None:
+    """Remove ``name`` from the registry (nothing happens when it is not there)."""
+    _REGISTRY.pop(name, None)
+
+
+@contextlib.contextmanager
+def override_extractor(name: str, factory: Union[Factory, str]) -> Iterator[None]:
+    """Register ``factory`` under ``name`` for a ``with`` block, then restore the registry."""
+    before = _REGISTRY.get(name)
+    _REGISTRY[name] = factory
+    try:
+        yield
+    finally:
+        if before is None:
+            _REGISTRY.pop(name, None)
+        else:
+            _REGISTRY[name] = before
 
 
 def list_extractors() -> List[str]:
@@ -160,8 +290,76 @@ def list_extractors() -> List[str]:
 
     Any timm model is accepted too, as ``timm:<model name>`` (not listed).
     """
-    _ensure_builtin()
-    return sorted(n for n in _REGISTRY if n != "timm:")
+    return sorted(n for n in _REGISTRY if n != TIMM_PREFIX)
+
+
+def _registry_key(name: str) -> str:
+    return TIMM_PREFIX if name.startswith(TIMM_PREFIX) else name
+
+
+def extractor_factory(name: str) -> Factory:
+    """The factory registered under ``name`` (``"timm:"`` for every timm model), imported if need be.
+
+    Raises
+    ------
+    UnknownExtractorError
+        When nothing is registered under ``name``.
+    """
+    key = _registry_key(name)
+    if key not in _REGISTRY:
+        known = ", ".join(list_extractors())
+        raise UnknownExtractorError(
+            f"unknown feature extractor {name!r}; choose one of {known}, or timm:<model>"
+        )
+    factory = _REGISTRY[key]
+    if isinstance(factory, str):
+        module, _, attribute = factory.partition(":")
+        factory = getattr(importlib.import_module(module), attribute)
+        _REGISTRY[key] = factory
+    return factory
+
+
+def extractor_options(name: str) -> Optional[tuple]:
+    """Options the factory of ``name`` accepts, or ``None`` when it accepts any."""
+    factory = extractor_factory(name)
+    declared = getattr(factory, "options", None)
+    if declared is not None:
+        return tuple(declared)
+    params = inspect.signature(factory).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return tuple(p.name for p in params
+                 if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "model_name")
+
+
+def column_groups(name: str) -> FrozenSet[str]:
+    """The groups of columns an extractor name contributes to a feature set.
+
+    A factory may declare them as a ``column_groups`` attribute (the
+    ``handcrafted`` factory: its three groups); otherwise, and for names not
+    registered, the name itself is the one group. Two parts of a feature set
+    that share a group would give it the same columns twice.
+
+    Example
+    -------
+    >>> sorted(column_groups("handcrafted"))
+    ['color', 'morphology', 'texture']
+    >>> column_groups("not_registered")
+    frozenset({'not_registered'})
+    """
+    if _registry_key(name) not in _REGISTRY:
+        return frozenset({name})
+    declared = getattr(extractor_factory(name), "column_groups", None)
+    return frozenset(declared) if declared else frozenset({name})
+
+
+def check_options(extractor: str, options: Mapping[str, Any], accepted: Iterable[str]) -> None:
+    """Raise :class:`~leukbench.exceptions.InvalidParameterError` for an option not in ``accepted``."""
+    accepted = tuple(accepted)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise invalid(unknown[0], f"is not an option of the {extractor} feature extractor; "
+                                  f"its options are {', '.join(sorted(accepted))}")
 
 
 def create_extractor(name: str, **kwargs) -> Extractor:
@@ -173,20 +371,22 @@ def create_extractor(name: str, **kwargs) -> Extractor:
         A registered name, or ``timm:<model name>`` for any timm model.
     **kwargs
         Passed to the factory: ``weights``, ``segment``, ``grayscale``,
-        ``device``, ``batch_size`` ... (factories ignore what they do not use).
+        ``device``, ``batch_size`` ... (see :func:`extractor_options`; an
+        option the extractor does not take is an error).
+
+    Raises
+    ------
+    UnknownExtractorError
+        For a name that is not registered.
+    InvalidParameterError
+        For an option the extractor does not take.
+
+    Example
+    -------
+    >>> create_extractor("morphology").feature_names[0]
+    'morph.area'
     """
-    _ensure_builtin()
-    if name.startswith("timm:"):
-        return _REGISTRY["timm:"](model_name=name[len("timm:"):], **kwargs)
-    if name not in _REGISTRY:
-        known = ", ".join(n for n in sorted(_REGISTRY) if n != "timm:")
-        raise KeyError(
-            f"unknown feature extractor {name!r}; choose one of {known}, or timm:<model>"
-        )
-    return _REGISTRY[name](**kwargs)
-
-
-def _ensure_builtin() -> None:
-    # Importing the modules registers their extractors; done lazily so that
-    # `import leukbench` does not import torch.
-    from . import deep, handcrafted  # noqa: F401
+    factory = extractor_factory(name)
+    if name.startswith(TIMM_PREFIX):
+        return factory(model_name=name[len(TIMM_PREFIX):], **kwargs)
+    return factory(**kwargs)

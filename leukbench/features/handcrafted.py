@@ -21,14 +21,16 @@ file's resolution.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .base import Extractor, ExtractorConfig, register_extractor
+from ..exceptions import UnknownExtractorError
+from .base import Extractor, ExtractorConfig, check_options
 
-__all__ = ["HandcraftedExtractor", "GROUPS", "WORK_SIZE", "morphology_features",
-           "texture_features", "color_features"]
+__all__ = ["HandcraftedExtractor", "GROUPS", "HANDCRAFTED_OPTIONS", "WORK_SIZE", "color_features",
+           "create_color", "create_handcrafted", "create_morphology", "create_texture",
+           "morphology_features", "texture_features"]
 
 #: Longest side of the working copy, in pixels.
 WORK_SIZE = 128
@@ -327,6 +329,12 @@ class HandcraftedExtractor(Extractor):
         Registry name (``"handcrafted"`` or the group's name).
     segment, grayscale : bool
         Recorded in the config; the work is done upstream by the extraction.
+
+    Example
+    -------
+    >>> ex = HandcraftedExtractor(["color"], "color")
+    >>> ex.feature_names[:2]
+    ['color.r.mean', 'color.r.std']
     """
 
     batch_size = 64
@@ -335,7 +343,7 @@ class HandcraftedExtractor(Extractor):
                  grayscale: bool = False):
         unknown = [g for g in groups if g not in GROUPS]
         if unknown:
-            raise KeyError(f"unknown handcrafted group(s) {unknown}; choose from {sorted(GROUPS)}")
+            raise UnknownExtractorError(f"unknown handcrafted group(s) {unknown}; choose from {sorted(GROUPS)}")
         self.groups = tuple(groups)
         self.config = ExtractorConfig(
             name=name,
@@ -384,22 +392,64 @@ class HandcraftedExtractor(Extractor):
     def prepare(self, image: np.ndarray) -> Dict[str, Any]:
         return self.features(image)
 
+    def segmentation_fallback(self, item: Any) -> bool:
+        """True when no cell was found in the image and the whole image was measured."""
+        return isinstance(item, dict) and bool(item.get("segmentation_fallback"))
+
     def compute(self, items: Sequence[Any]) -> np.ndarray:
         if len(items) == 0:
             return np.zeros((0, len(self.feature_names)), np.float32)
         rows = [it["features"] if isinstance(it, dict) else it for it in items]
         return np.stack(rows).astype(np.float32, copy=False)
 
+    # -- columns shared with `handcrafted` -----------------------------------
+    def _settings(self) -> tuple:
+        c = self.config
+        return c.segment, c.grayscale, tuple(kv for kv in c.options if kv[0] != "groups")
 
-def _factory(name: str, groups: Sequence[str]):
-    def factory(*, segment=False, grayscale=False, **ignored) -> HandcraftedExtractor:
-        return HandcraftedExtractor(groups, name, segment=segment, grayscale=grayscale)
+    def column_source(self, candidates: Sequence[Extractor]) -> Optional[Extractor]:
+        """A handcrafted extractor among ``candidates`` whose groups include all of these.
 
-    factory.__name__ = f"create_{name}"
-    factory.__doc__ = f"Create the ``{name}`` handcrafted extractor ({', '.join(groups)})."
-    return factory
+        ``morphology``, ``texture`` and ``color`` are columns of ``handcrafted``,
+        computed from one cell mask with the same settings, so asking for a
+        group next to ``handcrafted`` does not segment every cell twice.
+        """
+        for other in candidates:
+            if (other is not self and isinstance(other, HandcraftedExtractor)
+                    and set(self.groups) < set(other.groups) and other._settings() == self._settings()):
+                return other
+        return None
+
+    def cached_column_sources(self) -> List[Extractor]:
+        """``handcrafted`` with the same settings, whose cache of an earlier run may hold these columns."""
+        return [create_handcrafted(segment=self.config.segment, grayscale=self.config.grayscale)]
 
 
-register_extractor("handcrafted")(_factory("handcrafted", ("morphology", "texture", "color")))
-for _group in GROUPS:
-    register_extractor(_group)(_factory(_group, (_group,)))
+#: The options every handcrafted factory accepts.
+HANDCRAFTED_OPTIONS = ("segment", "grayscale")
+
+
+class _HandcraftedFactory:
+    """``factory(segment=False, grayscale=False) -> HandcraftedExtractor`` of some groups."""
+
+    options = HANDCRAFTED_OPTIONS
+
+    def __init__(self, name: str, groups: Sequence[str]):
+        self.name = name
+        #: what the extractor contributes to a feature set (see ``base.column_groups``)
+        self.column_groups = tuple(groups)
+        self.__name__ = f"create_{name}"
+        self.__doc__ = f"Create the ``{name}`` handcrafted extractor ({', '.join(groups)})."
+
+    def __call__(self, **options) -> HandcraftedExtractor:
+        check_options(self.name, options, HANDCRAFTED_OPTIONS)
+        return HandcraftedExtractor(self.column_groups, self.name, **options)
+
+    def __repr__(self) -> str:
+        return f"<handcrafted feature extractor factory {self.name!r}>"
+
+
+create_handcrafted = _HandcraftedFactory("handcrafted", ("morphology", "texture", "color"))
+create_morphology = _HandcraftedFactory("morphology", ("morphology",))
+create_texture = _HandcraftedFactory("texture", ("texture",))
+create_color = _HandcraftedFactory("color", ("color",))

@@ -1,0 +1,106 @@
+"""Feeding images to an extractor: decode, fingerprint, segment and prepare them,
+in worker processes beside the computation or in threads between its batches."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple, Optional, Sequence, Tuple
+
+from ..features.base import Extractor
+
+
+class _Prepared(NamedTuple):
+    """One image as a worker hands it back: prepared, or the reason it was skipped."""
+
+    index: int
+    item: Any
+    hashes: Optional[Tuple[str, str]]
+    segmentation_fallback: bool
+    error: Optional[Tuple[str, str]]  # (kind, reason) of a skipped image
+
+
+class _ImageDataset:
+    """Map-style dataset: decode, fingerprint, segment and prepare one image."""
+
+    def __init__(self, paths: Sequence[str], extractor: Extractor, segment: bool, grayscale: bool):
+        self.paths = list(paths)
+        self.extractor = extractor
+        self.segment = segment
+        self.grayscale = grayscale
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> _Prepared:
+        from ..images import ImageReadError, difference_hash, load_image, pixel_hash
+
+        path = self.paths[i]
+        try:
+            image = load_image(path)
+            hashes = (pixel_hash(image), difference_hash(image))
+            fallback = False
+            if self.grayscale:
+                from ..preprocessing import grayscale_rgb
+
+                image = grayscale_rgb(image)
+            if self.segment:
+                from ..preprocessing import segment_cell
+
+                seg = segment_cell(image)
+                image, fallback = seg.crop, not seg.found
+            item = self.extractor.prepare(image)
+            fallback = fallback or bool(self.extractor.segmentation_fallback(item))
+            return _Prepared(i, item, hashes, fallback, None)
+        except ImageReadError as exc:
+            return _Prepared(i, None, None, False, (exc.kind, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - one bad image must not stop the run
+            return _Prepared(i, None, None, False, (f"{exc.__class__.__name__} while preparing the image",
+                                                    f"{path}: {exc.__class__.__name__}: {exc}"))
+
+
+def _collate(batch):
+    return batch
+
+
+def default_num_workers(extractor: Extractor) -> int:
+    """Decoding workers: all cores when batches alternate with the network
+    (threads) or for handcrafted features; cores-1 (at most 8) processes
+    beside a GPU."""
+    n = os.cpu_count() or 1
+    if extractor.config.kind == "handcrafted" or extractor.feed == "alternate":
+        return n
+    return max(1, min(n - 1, 8))
+
+
+def _overlapped_batches(ds, batch_size: int, num_workers: int):
+    """Batches decoded by worker processes while the caller computes (DataLoader)."""
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_collate,
+        prefetch_factor=4 if num_workers else None,
+        persistent_workers=False,
+    )
+    yield from loader
+
+
+def _alternating_batches(ds, batch_size: int, num_workers: int):
+    """Batches decoded by a thread pool, one at a time, between ``compute`` calls.
+
+    Decoding, resizing and hashing release the GIL (PIL, hashlib, NumPy), so
+    threads use every core for them; nothing decodes while the network runs,
+    so the network's threads never wait on a core taken by a decoder.
+    """
+    import contextlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    n, bs = len(ds), batch_size
+    threads = ThreadPoolExecutor(num_workers, thread_name_prefix="leukbench-decode") if num_workers > 1 else None
+    with threads or contextlib.nullcontext():
+        decode = threads.map if threads else map
+        for start in range(0, n, bs):
+            yield list(decode(ds.__getitem__, range(start, min(start + bs, n))))

@@ -1,0 +1,379 @@
+"""The deep feature extractor and the factories the registry builds it with."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import warnings
+from typing import Any, List, Optional, Sequence
+
+import numpy as np
+
+from ..base import Extractor, ExtractorConfig, check_options
+from ._builder import _build
+from ._device import (
+    cpu_has_native_bfloat16,
+    default_batch_size,
+    resolve_device,
+    resolve_precision,
+)
+from ._folding import fold_batchnorm
+from ._preprocessing import Preprocessing, spec_preprocessing
+from ._pretrained import (
+    RANDOM,
+    Location,
+    requested_weights,
+    resolve_weights,
+    weights_id,
+)
+from ._specs import _Spec, spec_for
+
+#: The options every deep factory accepts (what :class:`DeepExtractor` takes besides the name).
+DEEP_OPTIONS = ("weights", "segment", "grayscale", "device", "batch_size", "seed", "precision")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Resolved:
+    """What a :class:`DeepExtractor`'s parameters resolve to on this machine."""
+
+    spec: _Spec
+    device: str
+    batch_size: int
+    precision: str
+    preprocessing: Preprocessing
+    source: str
+    location: Location
+    config: ExtractorConfig
+
+
+class DeepExtractor(Extractor):
+    """Pooled penultimate activations of a CNN backbone.
+
+    The constructor only stores its parameters; the backbone's table entry,
+    the device, the preprocessing and the identity of the weights are
+    resolved on first use (:attr:`config`, :meth:`check`, :meth:`prepare`
+    ...), and the network is built by :meth:`load_model`.
+
+    Parameters
+    ----------
+    name : str
+        Backbone name (see :data:`BACKBONES`) or ``timm:<model>``.
+    weights : str or path
+        ``"imagenet"``, ``"none"`` or a local state-dict file.
+    segment, grayscale : bool
+        Recorded in the config (the work is done upstream).
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``...; see :func:`resolve_device`.
+    batch_size : int, optional
+        Largest batch fed to the network at once; ``None`` picks
+        :func:`default_batch_size` for the device (16 on the CPU, where
+        smaller batches run faster, 32 elsewhere). It does not change the
+        features.
+    seed : int
+        Seed of the random initialisation for ``weights="none"``.
+    precision : {"auto", "float32", "float16", "bfloat16"}
+        Arithmetic of the forward pass. ``"auto"`` is float16 autocast on
+        CUDA and float32 elsewhere; ``"float16"`` needs CUDA; ``"bfloat16"``
+        autocast runs on the CPU (fast where the CPU has native bfloat16,
+        e.g. AVX-512 BF16 or AMX) and on CUDA. Autocast features differ from
+        float32 ones in the second or third decimal, so each precision other
+        than float32 has its own cache key.
+
+    Example
+    -------
+    >>> ex = DeepExtractor("resnet50", weights="none", device="cpu")  # nothing resolved yet
+    >>> ex.name
+    'resnet50'
+    >>> ex.config.weights_id  # doctest: +SKIP
+    'random-init(seed=0)'
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        weights="imagenet",
+        segment: bool = False,
+        grayscale: bool = False,
+        device: str = "auto",
+        batch_size: Optional[int] = None,
+        seed: int = 0,
+        precision: str = "auto",
+    ):
+        self._name = name
+        self._weights = weights
+        self._segment = segment
+        self._grayscale = grayscale
+        self._device = device
+        self._batch_size = batch_size
+        self._seed = seed
+        self._precision = precision
+        self._resolved: Optional[_Resolved] = None
+        self._n_features = 0
+        self._model = None
+        self._norm = None
+
+    # -- resolution, on first use --------------------------------------------
+    def _resolve(self) -> _Resolved:
+        if self._resolved is None:
+            spec = spec_for(self._name)
+            device = resolve_device(self._device)
+            batch_size = default_batch_size(device) if self._batch_size is None else max(1, int(self._batch_size))
+            precision = resolve_precision(self._precision, device)
+            preprocessing = spec_preprocessing(spec)
+            source, location = resolve_weights(spec, self._weights)
+            config = self._make_config(spec, precision, preprocessing, source, location)
+            self._resolved = _Resolved(spec, device, batch_size, precision, preprocessing, source, location, config)
+            self._n_features = spec.n_features
+        return self._resolved
+
+    def _make_config(self, spec: _Spec, precision: str, preprocessing: Preprocessing, source: str,
+                     location: Location) -> ExtractorConfig:
+        options = list(preprocessing.options())
+        if spec.family != "torchvision":
+            options.append(("arch", f"timm:{spec.arch}"))
+        if precision != "float32":
+            # autocast features differ from float32 ones in the second or third
+            # decimal: a separate cache, never rows of both kinds in one matrix
+            options.append(("precision", f"{precision}-autocast"))
+        return ExtractorConfig(
+            name=self._name,
+            kind="deep",
+            weights=requested_weights(source, location),
+            weights_id=weights_id(spec, source, location, self.seed),
+            input_size=int(preprocessing.crop[0]),
+            segment=bool(self._segment),
+            grayscale=bool(self._grayscale),
+            options=tuple(sorted(options)),
+        )
+
+    def check(self) -> "DeepExtractor":
+        """Resolve the backbone, device, precision and weights now; returns ``self``.
+
+        Raises
+        ------
+        UnknownExtractorError, InvalidParameterError, WeightsUnavailableError
+            For an unknown backbone, an unusable device or precision, or a
+            weights file that does not exist.
+        """
+        self._resolve()
+        return self
+
+    @property
+    def config(self) -> ExtractorConfig:
+        return self._resolve().config
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def device(self) -> str:
+        return self._resolve().device
+
+    @property
+    def batch_size(self) -> int:
+        return self._resolve().batch_size
+
+    @property
+    def precision(self) -> str:
+        return self._resolve().precision
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self._resolve().preprocessing
+
+    @property
+    def seed(self) -> int:
+        return int(self._seed)
+
+    # -- pickling: never ship the network to workers ------------------------
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_model"] = None
+        state["_norm"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+    # -- metadata -----------------------------------------------------------
+    @property
+    def feed(self) -> str:
+        """``"overlap"`` on CUDA (CPU decoding beside the GPU), else ``"alternate"``."""
+        return "overlap" if self.device.startswith("cuda") else "alternate"
+
+    @property
+    def n_features(self) -> int:
+        spec = self._resolve().spec
+        if not self._n_features:
+            if self._model is not None:
+                self._n_features = int(self._model.num_features)
+            else:
+                import timm
+                import torch
+
+                with torch.device("meta"):
+                    m = timm.create_model(spec.arch, pretrained=False, num_classes=0)
+                self._n_features = int(m.num_features)
+        return self._n_features
+
+    @property
+    def feature_names(self) -> List[str]:
+        prefix = self._resolve().spec.prefix
+        return [f"{prefix}.f{i:04d}" for i in range(self.n_features)]
+
+    @property
+    def is_random_init(self) -> bool:
+        return self._resolve().source == RANDOM
+
+    def describe(self) -> str:
+        c = self.config
+        w = f"random init (seed={self.seed}), not pretrained" if self.is_random_init else c.weights_id
+        where = "CUDA" if self.device.startswith("cuda") else self.device.split(":")[0].upper()
+        extra = [e for e, on in (("segmented", c.segment), ("grayscale", c.grayscale),
+                                 (f"{self.precision} autocast on {where}", self.precision != "float32")) if on]
+        tail = f", {', '.join(extra)}" if extra else ""
+        return f"{c.name} (weights: {w}, input {c.input_size}px{tail})"
+
+    # -- model --------------------------------------------------------------
+    def load_model(self):
+        """Build (once) and return the network on ``self.device``.
+
+        Call it early to fail fast on unavailable weights; ``compute`` calls it
+        lazily otherwise.
+        """
+        if self._model is None:
+            import torch
+
+            r = self._resolve()
+            self._warn_if_bfloat16_is_emulated()
+            model = _build(r.spec, r.source, r.location, self.seed, with_head=False)
+            if not r.device.startswith("cuda"):
+                # CPU: batch norms folded into the convolutions (same features up to
+                # float32 rounding); on CUDA cuDNN does its own fusions under autocast
+                fold_batchnorm(model)
+            model = model.to(r.device).to(memory_format=torch.channels_last)
+            self._norm = r.preprocessing.scale_shift(r.device)
+            self._model = model
+        return self._model
+
+    def _warn_if_bfloat16_is_emulated(self) -> None:
+        import torch
+
+        if self.precision == "bfloat16" and self.device == "cpu" and not cpu_has_native_bfloat16():
+            warnings.warn(
+                "this CPU has no native bfloat16 (AVX-512 BF16 or AMX): bfloat16 autocast is "
+                "emulated and slower than float32; use --precision float32",
+                RuntimeWarning, stacklevel=3,
+            )
+        if self.precision == "bfloat16" and self.device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+            warnings.warn(
+                f"{self.device} has no native bfloat16 (it needs an Ampere or newer GPU); "
+                "use --precision float16 or float32",
+                RuntimeWarning, stacklevel=3,
+            )
+
+    def _ieee_float32(self):
+        """float32 on CUDA means float32: cuDNN's TF32 convolutions (on by default
+        in PyTorch) are switched off for the forward pass, so the features match
+        the CPU's, whose cache they share."""
+        import torch
+
+        if self.precision != "float32" or not self.device.startswith("cuda"):
+            return contextlib.nullcontext()
+        c = torch.backends.cudnn
+        keep = {"benchmark_limit": c.benchmark_limit} if hasattr(c, "benchmark_limit") else {}
+        return c.flags(enabled=c.enabled, benchmark=c.benchmark, deterministic=c.deterministic,
+                       allow_tf32=False, **keep)
+
+    # -- extraction ---------------------------------------------------------
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """Resize + centre crop in the worker; ``uint8`` array ``(H, W, 3)``."""
+        return self.preprocessing.resize_crop(image)
+
+    def _to_batch(self, items: Sequence[Any]):
+        import torch
+
+        arrs = []
+        for it in items:
+            a = it.numpy() if isinstance(it, torch.Tensor) else np.asarray(it)
+            if a.ndim == 3 and a.shape[0] == 3 and a.shape[-1] != 3:  # CHW
+                a = a.transpose(1, 2, 0)
+            arrs.append(a)
+        nhwc = torch.from_numpy(np.ascontiguousarray(np.stack(arrs), dtype=np.uint8))
+        return nhwc.permute(0, 3, 1, 2)  # NCHW view with channels-last strides
+
+    def compute(self, items: Sequence[Any]) -> np.ndarray:
+        """Features of prepared items: ``float32`` array ``(n, n_features)``."""
+        import torch
+
+        model = self.load_model()
+        if len(items) == 0:
+            return np.zeros((0, self.n_features), np.float32)
+        cuda = self.device.startswith("cuda")
+        autocast = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(self.precision)
+        outs = []
+        for start in range(0, len(items), self.batch_size):
+            x = self._to_batch(items[start:start + self.batch_size])
+            if cuda:
+                x = x.pin_memory().to(self.device, non_blocking=True)
+            elif self.device != "cpu":
+                x = x.to(self.device)
+            with torch.inference_mode(), self._ieee_float32():
+                x = self.preprocessing.normalize(x, self._norm)
+                if autocast is not None:
+                    with torch.autocast(self.device.split(":")[0], dtype=autocast):
+                        y = model(x)
+                else:
+                    y = model(x)
+                y = y.flatten(1).float()
+            outs.append(y.cpu().numpy())
+        out = np.concatenate(outs) if len(outs) > 1 else outs[0]
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------
+# factories (listed by name in leukbench.features, imported on first use)
+# --------------------------------------------------------------------------
+
+class _BackboneFactory:
+    """``factory(**options) -> DeepExtractor`` of one registered backbone."""
+
+    options = DEEP_OPTIONS
+
+    def __init__(self, name: str):
+        self.name = name
+        self.__name__ = f"create_{name}"
+        self.__doc__ = f"Create the ``{name}`` deep feature extractor (options: {', '.join(DEEP_OPTIONS)})."
+
+    def __call__(self, **options) -> DeepExtractor:
+        check_options(self.name, options, DEEP_OPTIONS)
+        return DeepExtractor(self.name, **options)
+
+    def __repr__(self) -> str:
+        return f"<deep feature extractor factory {self.name!r}>"
+
+
+create_efficientnet_lite0 = _BackboneFactory("efficientnet_lite0")
+create_resnet50 = _BackboneFactory("resnet50")
+create_efficientnet_b0 = _BackboneFactory("efficientnet_b0")
+create_efficientnet_b3 = _BackboneFactory("efficientnet_b3")
+create_densenet121 = _BackboneFactory("densenet121")
+create_vgg16 = _BackboneFactory("vgg16")
+create_alexnet = _BackboneFactory("alexnet")
+create_inception_v3 = _BackboneFactory("inception_v3")
+
+
+def create_timm(*, model_name: str, **options) -> DeepExtractor:
+    """Create a ``timm:<model_name>`` deep feature extractor.
+
+    Options are those of :class:`DeepExtractor` (``weights``, ``segment``,
+    ``grayscale``, ``device``, ``batch_size``, ``seed``, ``precision``); any
+    other is an :class:`~leukbench.exceptions.InvalidParameterError`.
+    """
+    check_options(f"timm:{model_name}", options, DEEP_OPTIONS)
+    return DeepExtractor(f"timm:{model_name}", **options)
+
+
+create_timm.options = DEEP_OPTIONS
