@@ -1,15 +1,44 @@
-"""The ``leukbench`` command line: ``extract`` and ``compare``."""
+"""The ``leukbench`` command line: ``extract`` and ``compare``.
+
+The options and their defaults come from the library (:func:`leukbench.extract`,
+:func:`leukbench.compare` and the constants of the modules they use), so that
+the command and the notebook API cannot drift apart. Errors the user can fix
+(a :class:`~leukbench.exceptions.LeukbenchError`, or a full disk / denied
+permission) are one line on stderr and exit status 2; anything else is a bug,
+shown with its traceback and exit status 1.
+
+Example
+-------
+>>> from leukbench.cli import build_parser
+>>> args = build_parser().parse_args(["compare", "--cv", "3"])
+>>> args.cv, args.repeats, args.seed
+(3, 1, 42)
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import shlex
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
-EXIT_OK, EXIT_NOTHING, EXIT_USAGE = 0, 1, 2
+#: Exit statuses: done; no image could be read (or a bug); bad input; interrupted.
+EXIT_OK, EXIT_NOTHING, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_BUG = 1
+
+#: What to do about an OSError that the machine caused, not leukbench, by errno name.
+_ENVIRONMENT_FIXES = {
+    "ENOSPC": "free some disk space, or give --cache-dir / --out a folder on another disk",
+    "EDQUOT": "free some space within your disk quota, or give --cache-dir / --out a folder elsewhere",
+    "EACCES": "check the permissions of the file and its folder, or give --cache-dir / --out a writable folder",
+    "EPERM": "check the permissions of the file and its folder, or give --cache-dir / --out a writable folder",
+    "EROFS": "the file system is read-only; give --cache-dir / --out a folder on a writable one",
+}
+_FIX_BY_ERRNO = {getattr(errno, name): fix for name, fix in _ENVIRONMENT_FIXES.items() if hasattr(errno, name)}
 
 
 def _count(minimum: int):
@@ -33,46 +62,105 @@ def _n_jobs(text: str) -> int:
     return value
 
 
-def _add_data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", nargs="?", default=None,
+def _library_defaults() -> Dict[str, Any]:
+    """Default of each parameter of :func:`~leukbench.extraction.extract` and
+    :func:`~leukbench.evaluation.compare`, by parameter name.
+
+    The options named like a parameter take their default from here (a
+    parameter both functions have, such as ``cache_dir``, has one default).
+    """
+    import inspect
+
+    from .evaluation import compare
+    from .extraction import extract
+
+    defaults: Dict[str, Any] = {}
+    for function in (extract, compare):
+        for name, param in inspect.signature(function).parameters.items():
+            if param.default is not param.empty:
+                defaults.setdefault(name, param.default)
+    return defaults
+
+
+def _features_help() -> str:
+    """Help of --features: the registered extractors, read from the registry."""
+    from .features.base import list_extractors
+
+    return ("comma-separated feature sets; a+b concatenates (default: %(default)s). "
+            f"Registered: {', '.join(list_extractors())}; any timm model as timm:<model>")
+
+
+def _add_data_options(p: argparse.ArgumentParser, defaults: Dict[str, Any]) -> None:
+    from .datasets import LAYOUTS
+    from .extraction import DEFAULT_FEATURES
+    from .features.deep import PRECISIONS
+
+    p.add_argument("data", nargs="?", default=defaults["data"],
                    help="image folder or CSV manifest (default: the bundled C-NMC sample)")
-    p.add_argument("--layout", default="auto", choices=["auto", "folders", "cnmc", "manifest"],
-                   help="dataset layout (default: detected)")
-    p.add_argument("--subject-regex", default=None, metavar="RE",
+    p.add_argument("--layout", default=defaults["layout"], choices=LAYOUTS,
+                   help="dataset layout (default: %(default)s, i.e. detected)")
+    p.add_argument("--subject-regex", default=defaults["subject_regex"], metavar="RE",
                    help="regex with a capturing group that takes the subject id out of file names")
-    p.add_argument("--features", default="efficientnet_lite0", metavar="LIST",
-                   help="comma-separated feature sets; a+b concatenates (default: efficientnet_lite0). "
-                        "Deep: efficientnet_lite0, resnet50, efficientnet_b0, efficientnet_b3, densenet121, "
-                        "vgg16, alexnet, inception_v3, timm:<model>; handcrafted: handcrafted, morphology, "
-                        "texture, color")
-    p.add_argument("--weights", default="imagenet", metavar="W",
+    p.add_argument("--features", default=DEFAULT_FEATURES, metavar="LIST", help=_features_help())
+    p.add_argument("--weights", default=defaults["weights"], metavar="W",
                    help="weights of the deep backbones: imagenet | none (random init) | path to a weights file "
-                        "(default: imagenet; handcrafted features have none)")
-    p.add_argument("--segment", action="store_true",
+                        "(default: %(default)s; handcrafted features have none)")
+    p.add_argument("--segment", action="store_true", default=defaults["segment"],
                    help="segment and crop the cell first (for deep backbones; handcrafted features find "
                         "the cell themselves, and on a crop their size columns lose the cell's size)")
-    p.add_argument("--grayscale", action="store_true", help="convert images to grayscale first")
-    p.add_argument("--device", default="auto", metavar="D",
-                   help="auto (CUDA when available, else CPU) | cpu | cuda | cuda:N | mps (default: auto)")
-    p.add_argument("--precision", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
+    p.add_argument("--grayscale", action="store_true", default=defaults["grayscale"],
+                   help="convert images to grayscale first")
+    p.add_argument("--device", default=defaults["device"], metavar="D",
+                   help="auto (CUDA when available, else CPU) | cpu | cuda | cuda:N | mps (default: %(default)s)")
+    p.add_argument("--precision", default=defaults["precision"], choices=PRECISIONS,
                    help="arithmetic of the deep backbones: auto (float16 autocast on CUDA, float32 "
                         "elsewhere) | float32 | float16 (CUDA) | bfloat16 (autocast; fast on CPUs with "
-                        "AVX-512 BF16 or AMX). Autocast features are cached apart (default: auto)")
-    p.add_argument("--batch-size", type=_count(1), default=None, metavar="N",
+                        "AVX-512 BF16 or AMX). Autocast features are cached apart (default: %(default)s)")
+    p.add_argument("--batch-size", type=_count(1), default=defaults["batch_size"], metavar="N",
                    help="images per network batch (deep backbones; default: 16 on the CPU, 32 on a GPU)")
-    p.add_argument("--num-workers", type=_count(0), default=None, metavar="N",
+    p.add_argument("--num-workers", type=_count(0), default=defaults["num_workers"], metavar="N",
                    help="decoding workers: threads between the batches of a network on the CPU, "
                         "processes beside a GPU or for handcrafted features (default: by core count)")
-    p.add_argument("--cache-dir", default=None, metavar="DIR",
+    p.add_argument("--cache-dir", default=defaults["cache_dir"], metavar="DIR",
                    help="feature cache (default: $LEUKBENCH_CACHE_DIR, else $XDG_CACHE_HOME/leukbench, "
                         "else ~/.cache/leukbench)")
-    p.add_argument("--chunk-size", type=_count(1), default=256, metavar="N",
+    p.add_argument("--chunk-size", type=_count(1), default=defaults["chunk_size"], metavar="N",
                    help="images per cache chunk: about the most a crash or kill can lose; Ctrl-C keeps all "
-                        "finished batches (default: 256)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+                        "finished batches (default: %(default)s)")
+    p.add_argument("-q", "--quiet", action="store_true", default=not defaults["progress"],
+                   help="no progress bars")
+
+
+def _add_compare_options(p: argparse.ArgumentParser, defaults: Dict[str, Any]) -> None:
+    from .classifiers import BATTERIES, DEFAULT_BATTERY
+    from .evaluation.options import SCHEMES
+    from .schema import DEFAULT_SEED, DEFAULT_SORT
+
+    p.add_argument("--classifiers", default=defaults["classifiers"], metavar="LIST",
+                   help="names to run (comma-separated), or -NAME to exclude (default: the battery)")
+    p.add_argument("--battery", default=defaults["battery"], choices=BATTERIES,
+                   help=f"default: leukbench's {len(DEFAULT_BATTERY)}; all: lazypredict's list of classifiers")
+    p.add_argument("--split", default=defaults["split"], choices=SCHEMES,
+                   help="cv: subject-aware K-fold; predefined: train split vs test split (default: %(default)s)")
+    p.add_argument("--cv", type=int, default=defaults["cv"], metavar="K", help="folds (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=defaults["repeats"], metavar="R",
+                   help="repeated CV (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default: %(default)s)")
+    p.add_argument("--n-jobs", type=_n_jobs, default=defaults["n_jobs"], metavar="N",
+                   help="parallel fits (default: %(default)s; -1 all cores)")
+    p.add_argument("--timeout", type=float, default=defaults["timeout"], metavar="S",
+                   help="stop any single fit after S seconds (recorded as timeout)")
+    p.add_argument("--sort", default=DEFAULT_SORT, metavar="METRIC", help="table order (default: '%(default)s')")
+    p.add_argument("--positive-label", default=defaults["positive_label"], metavar="LABEL",
+                   help="positive class for binary F1/precision/recall (default: 'all' when present)")
+    p.add_argument("--keep-duplicates", action="store_true", default=not defaults["merge_duplicates"],
+                   help="do not merge subjects that share identical images (report only)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="results folder (default: ./leukbench-results/<dataset>-<time>)")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``leukbench`` and its commands ``extract`` and ``compare``."""
     from . import __version__
 
     parser = argparse.ArgumentParser(
@@ -82,34 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"leukbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    defaults = _library_defaults()
 
     ex = sub.add_parser("extract", help="compute (or update) the cached feature matrix of a dataset")
-    _add_data_options(ex)
+    _add_data_options(ex, defaults)
     ex.add_argument("--out", default=None, metavar="DIR",
                     help="also write each feature set to DIR/<name>.parquet (FeatureSet.load reads it)")
 
     cp = sub.add_parser("compare", help="extract what is missing, then compare classifiers with subject-aware CV")
-    _add_data_options(cp)
-    cp.add_argument("--classifiers", default=None, metavar="LIST",
-                    help="names to run (comma-separated), or -NAME to exclude (default: the battery)")
-    cp.add_argument("--battery", default="default", choices=["default", "all"],
-                    help="default: leukbench's 12; all: lazypredict's list of classifiers")
-    cp.add_argument("--split", default="cv", choices=["cv", "predefined"],
-                    help="cv: subject-aware K-fold; predefined: train split vs test split")
-    cp.add_argument("--cv", type=int, default=5, metavar="K", help="folds (default: 5)")
-    cp.add_argument("--repeats", type=int, default=1, metavar="R", help="repeated CV (default: 1)")
-    cp.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
-    cp.add_argument("--n-jobs", type=_n_jobs, default=1, metavar="N", help="parallel fits (default: 1; -1 all cores)")
-    cp.add_argument("--timeout", type=float, default=None, metavar="S",
-                    help="stop any single fit after S seconds (recorded as timeout)")
-    cp.add_argument("--sort", default="Balanced Accuracy", metavar="METRIC",
-                    help="table order (default: 'Balanced Accuracy')")
-    cp.add_argument("--positive-label", default=None, metavar="LABEL",
-                    help="positive class for binary F1/precision/recall (default: 'all' when present)")
-    cp.add_argument("--keep-duplicates", action="store_true",
-                    help="do not merge subjects that share identical images (report only)")
-    cp.add_argument("--out", default=None, metavar="DIR",
-                    help="results folder (default: ./leukbench-results/<dataset>-<time>)")
+    _add_data_options(cp, defaults)
+    _add_compare_options(cp, defaults)
     return parser
 
 
@@ -158,41 +228,23 @@ def cmd_extract(args) -> int:
 
 def cmd_compare(args) -> int:
     from . import datasets
-    from .evaluation import check_options, compare
+    from .evaluation import check_dataset, check_options, compare
     from .reporting import markdown_summary
 
     data = args.data if args.data is not None else datasets.sample_root()
     # everything that can be checked is checked before any extraction
-    if args.classifiers is not None and not any(c.strip().lstrip("-") for c in args.classifiers.split(",")):
-        raise ValueError("--classifiers is empty; name classifiers to run, or leave it out for the battery")
     check_options(classifiers=args.classifiers, battery=args.battery, split=args.split, cv=args.cv,
-                  repeats=args.repeats, sort=args.sort, timeout=args.timeout)
+                  repeats=args.repeats, sort=args.sort, timeout=args.timeout, n_jobs=args.n_jobs)
     out = Path(args.out) if args.out else Path("leukbench-results") / (
         f"{Path(data).name or 'data'}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     _check_writable_folder(out, "--out")
     table = datasets.discover(data, layout=args.layout, subject_regex=args.subject_regex)
-    if args.split == "predefined":
-        _check_predefined_split(table, data)
-    classes = sorted(set(table["label"]) - {""})
-    if args.positive_label is not None and len(classes) == 2 and args.positive_label not in classes:
-        raise ValueError(f"--positive-label {args.positive_label!r} is not a class of {data}; "
-                         f"its classes are {', '.join(classes)}")
-    if args.positive_label is not None and len(classes) > 2:
-        raise ValueError(f"--positive-label applies to two classes, and {data} has {len(classes)}; "
-                         "leave it out (F1, precision and recall are then weighted over the classes)")
+    dataset_options = dict(split=args.split, positive_label=args.positive_label, source=data)
+    classes = check_dataset(table, **dataset_options)
     result_sets, _ = _extract(args, table)
     sets = list(result_sets.values()) if isinstance(result_sets, dict) else [result_sets]
-    for fs in sets:  # a class whose every image was unreadable: say so, not "one class"
-        lost = sorted(set(classes) - {str(c) for c in fs.y})
-        if lost and len(classes) - len(lost) < 2:
-            raise ValueError(f"{data}: no image of class {', '.join(lost)} could be read for {fs.name} "
-                             "(see the skipped images listed above); fix or replace them")
-    cache_dir = Path(args.cache_dir) if args.cache_dir else None
-    if cache_dir is None:
-        from .cache import default_cache_dir
-
-        cache_dir = default_cache_dir()
+    check_dataset(sets, classes=classes, **dataset_options)  # no class lost to unreadable images
     result = compare(
         sets,
         classifiers=args.classifiers,
@@ -206,7 +258,7 @@ def cmd_compare(args) -> int:
         positive_label=args.positive_label,
         sort=args.sort,
         merge_duplicates=not args.keep_duplicates,
-        cache_dir=cache_dir,
+        cache_dir=args.cache_dir or None,  # None: the default cache folder
         progress=not args.quiet,
     )
     result.params["command"] = "leukbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -223,12 +275,19 @@ def _check_writable_folder(path, option: str) -> None:
 
     Tried for real: the missing folders are created and removed again, an
     existing folder gets a temporary file.
+
+    Raises
+    ------
+    ReportError
+        Naming ``path`` and ``option``, the flag to give another folder.
     """
     import tempfile
 
+    from .exceptions import ReportError
+
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise ValueError(f"{path}: exists and is not a folder; give {option} a folder to write into")
+        raise ReportError(f"{path}: exists and is not a folder; give {option} a folder to write into")
     missing, created = [], []
     p = path
     while not p.exists():
@@ -241,24 +300,14 @@ def _check_writable_folder(path, option: str) -> None:
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as exc:
-        raise ValueError(f"{path}: cannot write a folder here ({exc.strerror or exc}); "
-                         f"give {option} a writable folder") from None
+        raise ReportError(f"{path}: cannot write a folder here ({exc.strerror or exc}); "
+                          f"give {option} a writable folder") from None
     finally:
         for m in reversed(created):
             try:
                 m.rmdir()
             except OSError:
                 pass
-
-
-def _check_predefined_split(table, data) -> None:
-    """--split predefined needs labelled images in both splits; said before extracting."""
-    counts = table.loc[table["label"] != "", "split"].value_counts()
-    n_train, n_test = int(counts.get("train", 0)), int(counts.get("test", 0))
-    if n_train == 0 or n_test == 0:
-        raise ValueError(f"{data}: --split predefined needs labelled images in both a train and a test "
-                         f"split (found {n_train} train, {n_test} test): give a C-NMC release with its "
-                         "test set or a manifest with a split column, or use --split cv")
 
 
 def _rejoin_dash_values(argv: List[str]) -> List[str]:
@@ -278,47 +327,89 @@ def _rejoin_dash_values(argv: List[str]) -> List[str]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point of the ``leukbench`` command; returns the exit status."""
-    parser = build_parser()
+    """Entry point of the ``leukbench`` command; returns the exit status.
+
+    0 when done; 1 when no image could be read (the summaries say why) or
+    for a bug (its traceback and a request to report it); 2 for input the
+    user can fix or a machine that refuses to write (one line on stderr
+    naming the file or option and the fix); 130 when interrupted.
+
+    Example
+    -------
+    >>> main(["compare", "--cv", "1"])  # one line on stderr: the folds must be at least 2
+    2
+    """
+    from .exceptions import ExtractionError, InvalidParameterError, LeukbenchError
+
+    try:
+        parser = build_parser()
+    except Exception:  # noqa: BLE001 - the options could not be read from the library: a bug
+        return _report_bug()
     args = parser.parse_args(_rejoin_dash_values(sys.argv[1:] if argv is None else argv))
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    from .datasets import DatasetError
-    from .extraction import ExtractionError
-
-    known = (DatasetError, ValueError, KeyError, FileNotFoundError, OSError)
     try:
-        extra = _extra_errors()
         if args.command == "extract":
             return cmd_extract(args)
         return cmd_compare(args)
     except ExtractionError as exc:
         for s in exc.summaries:  # what was found and why it was skipped
             print("\n".join(s.lines()))
-        print(f"leukbench: error: {exc}", file=sys.stderr)
-        return EXIT_NOTHING
+        return _error(str(exc), EXIT_NOTHING)
     except KeyboardInterrupt:
         print("\nleukbench: interrupted; finished work is cached, run the same command to resume",
               file=sys.stderr)
-        return 130
-    except known + extra as exc:  # one clear line, never a traceback
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"leukbench: error: {msg}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_INTERRUPTED
+    except InvalidParameterError as exc:  # said with the flag: --cv, not cv
+        flag = _flags_by_dest(parser, args.command).get(exc.parameter)
+        return _error(exc.renamed(flag) if flag else str(exc), EXIT_USAGE)
+    except LeukbenchError as exc:  # one clear line, never a traceback
+        return _error(str(exc), EXIT_USAGE)
+    except OSError as exc:
+        if exc.errno in _FIX_BY_ERRNO:  # disk full, permission denied...: not a bug
+            return _error(_environment_message(exc), EXIT_USAGE)
+        return _report_bug()
+    except Exception:  # noqa: BLE001 - anything else is a bug: show it
+        return _report_bug()
 
 
-def _extra_errors() -> tuple:
-    """Error types of optional parts that also deserve one clear line."""
-    out = []
-    try:
-        from .features.deep import WeightsUnavailableError
+def _error(message: str, status: int) -> int:
+    print(f"leukbench: error: {message}", file=sys.stderr)
+    return status
 
-        out.append(WeightsUnavailableError)
-    except Exception:  # noqa: BLE001 - deep features unavailable: nothing to add
-        pass
-    from .classifiers import MissingDependencyError
-    from .evaluation import EvaluationError
 
-    out += [EvaluationError, MissingDependencyError]
-    return tuple(out)
+def _environment_message(exc: OSError) -> str:
+    """One line for an OSError of the machine: the file, what went wrong, what to do."""
+    reason = exc.strerror or os.strerror(exc.errno)
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{reason}; {_FIX_BY_ERRNO[exc.errno]}"
+
+
+def _report_bug() -> int:
+    """Show the exception being handled as the bug it is: its traceback and where it should go."""
+    import traceback
+
+    from . import __version__
+
+    traceback.print_exc()
+    print(f"leukbench: internal error: this is a bug in leukbench {__version__}; please report it "
+          "with the traceback above and the command you ran", file=sys.stderr)
+    return EXIT_BUG
+
+
+def _flags_by_dest(parser: argparse.ArgumentParser, command: str) -> Dict[str, str]:
+    """Each option's ``dest`` (the library's parameter name) -> its long flag, read from ``parser``.
+
+    The options of ``command`` come first, then those of the other commands.
+    """
+    # argparse has no public way to list a parser's actions; _actions is what it iterates itself
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    ordered = [commands[command]] + [p for name, p in commands.items() if name != command]
+    flags: Dict[str, str] = {}
+    for sub in ordered:
+        for action in sub._actions:
+            long = [o for o in action.option_strings if o.startswith("--")]
+            if long:
+                flags.setdefault(action.dest, long[0])
+    return flags

@@ -13,7 +13,8 @@ from sklearn import metrics as skm
 
 from leukbench.datasets import load_sample
 from leukbench.classifiers import register_classifier
-from leukbench.evaluation import EvaluationError, compare, plan_splits, score_fold
+from leukbench.evaluation import EvaluationError, check_dataset, compare, plan_splits, roc_auc, score_fold
+from leukbench.exceptions import InvalidParameterError
 from leukbench.featureset import FeatureSet
 
 FAST = "LogisticRegression,RidgeClassifier,GaussianNB"
@@ -49,6 +50,7 @@ def make_fs(n_subjects=(8, 8), per_subject=6, n_features=12, seed=0, classes=("a
 
 def run(fs, tmp_path, **kw):
     kw.setdefault("classifiers", FAST)
+    kw.setdefault("seed", 0)  # the assertions were written for these folds (compare's default is now 42)
     kw.setdefault("progress", False)
     kw.setdefault("cache_dir", tmp_path / "cache")
     return compare(fs, **kw)
@@ -484,3 +486,109 @@ def test_positive_label_on_more_than_two_classes_is_an_error(tmp_path):
         run(dataclasses.replace(fs, y=y), tmp_path, positive_label="all")
     with pytest.raises(EvaluationError, match="need at least two classes"):  # not "leave it out"
         run(dataclasses.replace(fs, y=np.full(len(fs), "all", dtype=object)), tmp_path, positive_label="all")
+
+
+def test_one_roc_auc_definition_for_binary_and_multiclass():
+    rng = np.random.default_rng(0)
+    y, s = rng.integers(0, 2, 40), rng.random((40, 2))
+    assert roc_auc(y, s, positive=1) == pytest.approx(skm.roc_auc_score(y, s[:, 1]))
+    assert roc_auc(y, s, positive=0) == pytest.approx(skm.roc_auc_score(y == 0, s[:, 0]))
+    y3, s3 = rng.integers(0, 3, 60), rng.dirichlet(np.ones(3), 60)
+    assert roc_auc(y3, s3) == pytest.approx(skm.roc_auc_score(y3, s3, multi_class="ovr"))
+    assert score_fold(y3, y3, s3, 3, None)["roc_auc"] == roc_auc(y3, s3)  # the table's AUC is this one
+    assert np.isnan(roc_auc(np.zeros(4, int), s[:4], positive=1))
+
+
+def test_compare_checks_its_parameters_before_any_work(tmp_path):
+    fs = make_fs()
+    for kw, message in (
+        (dict(n_jobs=0), "n_jobs is 0, which is not a number of jobs"),
+        (dict(classifiers=""), "classifiers is empty; name classifiers to run"),
+        (dict(classifiers="-,"), "classifiers is empty"),
+        (dict(classifiers=[]), "classifiers is empty"),
+        (dict(cv=1), r"cv must be at least 2 \(got 1\)"),
+        (dict(cv="5"), "cv must be an integer"),
+        (dict(repeats=0), "repeats must be at least 1"),
+        (dict(split="random"), "unknown split 'random'"),
+        (dict(timeout="soon"), "timeout must be a number or None"),
+        (dict(sort="Speed"), "cannot sort by 'Speed'"),
+        (dict(positive_label="x"), "positive label 'x' is not a class"),
+    ):
+        with pytest.raises(InvalidParameterError, match=message) as err:
+            run(fs, tmp_path, **kw)
+        assert err.value.parameter == next(iter(kw)), kw
+    assert not (tmp_path / "cache").exists()  # nothing was computed
+    # None is 1 job (scikit-learn's convention), as it always was
+    assert run(fs, tmp_path, classifiers="GaussianNB", n_jobs=None, cache_dir=False).params["n_jobs"] == 1
+
+
+def test_check_dataset_says_what_the_command_line_said(tmp_path):
+    """The checks the CLI ran on the discovered table before extracting now live in the library;
+    with the data source named and the parameter shown as its flag, the messages are the CLI's."""
+    table = load_sample()
+    assert check_dataset(table, source="sample/") == ["all", "hem"]
+    with pytest.raises(InvalidParameterError) as err:
+        check_dataset(table, positive_label="ALL", source="sample/")
+    assert err.value.renamed("--positive-label") == (
+        "--positive-label 'ALL' is not a class of sample/; its classes are all, hem")
+    with pytest.raises(EvaluationError, match=r"^sample/: split='predefined' needs labelled images in both a "
+                                              r"train and a test split \(found 159 train, 0 test\)"):
+        check_dataset(table, split="predefined", source="sample/")
+    three = table.assign(label=np.where(np.arange(len(table)) % 3 == 0, "third", table["label"]))
+    with pytest.raises(InvalidParameterError) as err:
+        check_dataset(three, positive_label="all", source="sample/")
+    assert err.value.renamed("--positive-label") == (
+        "--positive-label applies to two classes, and sample/ has 3; leave it out (F1, precision and "
+        "recall are then weighted over the classes)")
+    unlabelled = table.assign(label="")
+    with pytest.raises(EvaluationError, match="need at least two classes"):
+        check_dataset(unlabelled, source="sample/")
+
+
+def test_a_class_lost_to_unreadable_images_is_named(tmp_path):
+    fs = make_fs()
+    only_all = fs.subset(fs.y == "all")
+    with pytest.raises(EvaluationError, match="^data/: no image of class hem could be read for synthetic"):
+        check_dataset(only_all, classes=["all", "hem"], source="data/")
+    assert check_dataset(fs, classes=["all", "hem"]) == ["all", "hem"]
+    # compare() applies it too: a feature set without the class the others have
+    with pytest.raises(EvaluationError, match="no image of class hem could be read for b"):
+        run({"a": fs, "b": only_all}, tmp_path, classifiers="GaussianNB")
+
+
+def test_library_seed_default_is_the_command_lines():
+    import inspect
+
+    from leukbench import cli, schema
+
+    assert inspect.signature(compare).parameters["seed"].default == schema.DEFAULT_SEED == 42
+    assert inspect.signature(plan_splits).parameters["seed"].default == schema.DEFAULT_SEED
+    assert cli.build_parser().parse_args(["compare"]).seed == schema.DEFAULT_SEED
+
+
+@pytest.mark.slow
+def test_library_and_command_line_give_the_same_folds(tmp_path, capsys):
+    """`leukbench.compare(fs)` in a notebook and `leukbench compare` on the same data split alike."""
+    import json
+
+    import leukbench
+    from leukbench import cli
+
+    cache = tmp_path / "cache"
+    fs = leukbench.extract(features="handcrafted", cache_dir=cache, progress=False)
+    lib = leukbench.compare(fs, classifiers="LinearDiscriminantAnalysis", cache_dir=False, progress=False)
+    out = tmp_path / "out"
+    assert cli.main(["compare", "--features", "handcrafted", "--classifiers", "LinearDiscriminantAnalysis",
+                     "--cache-dir", str(cache), "-q", "--out", str(out)]) == 0
+    capsys.readouterr()
+    cols = ["repeat", "fold", "id", "y_true", "y_pred"]
+
+    def assignment(preds):
+        return preds[cols].astype(str).sort_values(cols).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(assignment(lib.predictions), assignment(pd.read_csv(out / "predictions.csv")))
+    assert lib.params["seed"] == json.loads((out / "run.json").read_text())["params"]["seed"] == 42
+    assert lib.cv_description.split(":")[0] == "StratifiedGroupKFold(5) (seed 42)"
+    old = leukbench.compare(fs, classifiers="LinearDiscriminantAnalysis", seed=0, cache_dir=False,
+                            progress=False)
+    assert not assignment(old.predictions)[["fold", "id"]].equals(assignment(lib.predictions)[["fold", "id"]])

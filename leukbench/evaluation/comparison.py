@@ -1,0 +1,278 @@
+""":func:`compare`: every (feature set, classifier, repeat, fold) task of an honest comparison.
+
+The steps, each in its own module: check the options and the data
+(:mod:`.options`), audit for leakage and plan the splits once per distinct
+image set (:mod:`.splits`), build one task per fit with its fold-cache key
+(:mod:`.fold_cache`), run what the cache does not hold (:mod:`.workers`),
+and turn the outcomes into tables (:mod:`.tables`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..schema import DEFAULT_SEED, DEFAULT_SORT, default_positive_label
+from .fits import FitOutcome, PreparedSet, Task, error_text
+from .fold_cache import FoldCache, digest, estimator_signature, task_key
+from .options import check_dataset, check_options, labelled_sets, resolve_n_jobs
+from .result import ComparisonResult
+from .splits import Split, audit_sentence, cv_groups, plan_splits
+from .tables import fold_tables, summarise
+from .workers import run_in_process, run_killable
+
+if TYPE_CHECKING:
+    from ..featureset import FeatureSet
+
+__all__ = ["compare"]
+
+
+def compare(feature_sets, *, classifiers: Union[str, Sequence[str], None] = None, battery: str = "default",
+            cv: int = 5, repeats: int = 1, split: str = "cv", seed: int = DEFAULT_SEED,
+            sort: str = DEFAULT_SORT, positive_label: Optional[str] = None, timeout: Optional[float] = None,
+            n_jobs: int = 1, audit: bool = True, merge_duplicates: bool = True, cache_dir=None,
+            progress: bool = True) -> ComparisonResult:
+    """Compare classifiers over one or more feature sets, honestly.
+
+    Parameters
+    ----------
+    feature_sets : FeatureSet, list of FeatureSet or dict name -> FeatureSet
+        Unlabelled images are ignored.
+    classifiers : str or list of str, optional
+        Names to run or ``-names`` to exclude (see
+        :func:`leukbench.classifiers.select_classifiers`); default: the battery.
+    battery : {"default", "all"}
+        leukbench's 12 classifiers, or lazypredict's list.
+    cv, repeats, seed
+        Folds, repetitions (repeat r uses ``seed + r``) and seed of the
+        cross-validation and the classifiers; the seed defaults to
+        :data:`leukbench.schema.DEFAULT_SEED` (42), as on the command line.
+    split : {"cv", "predefined"}
+        Cross-validation, or train on the ``train`` split and score ``test``.
+    sort : str
+        Table column to sort by, descending (``"ROC AUC"`` or ``"roc_auc"``);
+        ``"Fit Time"`` and ``"Time Taken"`` sort ascending.
+    positive_label : str, optional
+        Positive class of binary F1/precision/recall/ROC; default ``"all"``
+        for C-NMC labels, else the second class in sorted order.
+    timeout : float, optional
+        Seconds after which one fit is killed and recorded as ``timeout``; with
+        it every task runs in a (reused) worker process, without it in this
+        process (``n_jobs=1``) or through joblib.
+    n_jobs : int
+        Tasks run in parallel (``-1``: all cores); 0 is an error.
+    audit, merge_duplicates : bool
+        Run the leakage audit; merge the subjects of flagged images into one
+        cross-validation group.
+    cache_dir : path, optional
+        Fold cache root (``<cache_dir>/folds``); ``None`` uses
+        :func:`leukbench.cache.default_cache_dir`, ``False`` disables it.
+    progress : bool
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    ComparisonResult
+
+    Example
+    -------
+    >>> import leukbench
+    >>> fs = leukbench.extract(features="handcrafted")  # doctest: +SKIP
+    >>> result = leukbench.compare(fs, classifiers="LinearDiscriminantAnalysis,GaussianNB")  # doctest: +SKIP
+    >>> result.table[["Model", "Balanced Accuracy", "Status"]]  # doctest: +SKIP
+    """
+    sets = labelled_sets(feature_sets)
+    names, table_sort = check_options(classifiers=classifiers, battery=battery, split=split, cv=cv,
+                                      repeats=repeats, sort=sort, timeout=timeout, n_jobs=n_jobs)
+    classes = check_dataset(sets, split=split, positive_label=positive_label)
+    if positive_label is None:
+        positive_label = default_positive_label(classes)
+    n_jobs = resolve_n_jobs(n_jobs)
+    plans = _ImageSetPlans.make(sets, split=split, cv=cv, repeats=repeats, seed=seed, audit=audit,
+                                merge_duplicates=merge_duplicates)
+    encoding = {c: i for i, c in enumerate(classes)}
+    prepared = [_prepare(fs, encoding) for fs in sets]
+    tasks, outcomes = _build_tasks(prepared, [plans.splits_of(i) for i in range(len(sets))], names, seed,
+                                   len(classes))
+    n_cached, n_computed = _run_tasks(tasks, outcomes, prepared, FoldCache(_fold_cache_root(cache_dir)),
+                                      seed=seed, n_jobs=n_jobs, n_classes=len(classes), timeout=timeout,
+                                      progress=progress)
+    folds, preds = fold_tables(sets, prepared, tasks, outcomes, classes, encoding.get(positive_label))
+    notes = plans.notes
+    params = _run_params(names, battery, split, cv, repeats, seed, table_sort, positive_label, timeout,
+                         n_jobs, audit, merge_duplicates, sets, notes)
+    return ComparisonResult(
+        table=summarise(folds, sets, names, table_sort), folds=folds, predictions=preds,
+        audit=plans.audit_output(sets), cv_description=plans.description, classes=classes,
+        positive_label=positive_label, params=params, feature_sets_info=_sets_info(sets),
+        n_cached=n_cached, n_computed=n_computed, notes=notes,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _SplitPlan:
+    """The audit and the splits of one distinct image set, and the sentence describing them."""
+
+    audit: Any  # AuditReport or None
+    splits: List[Split]
+    description: str
+    notes: List[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class _ImageSetPlans:
+    """Split plans, made once per distinct image set: feature sets of one dataset share them."""
+
+    set_keys: List[str]  # per feature set: the key of its image set
+    plans: Dict[str, _SplitPlan]  # image-set key -> its plan, in order of appearance
+
+    @classmethod
+    def make(cls, sets: Sequence[FeatureSet], *, split: str, cv: int, repeats: int, seed: int,
+             audit: bool, merge_duplicates: bool) -> "_ImageSetPlans":
+        set_keys, plans = [], {}
+        for fs in sets:
+            key = digest(*(np.asarray(a, dtype=str).astype("U")
+                           for a in (fs.ids, fs.y, fs.subjects, fs.splits)))
+            set_keys.append(key)
+            if key not in plans:
+                plans[key] = _plan(fs, split=split, cv=cv, repeats=repeats, seed=seed, audit=audit,
+                                   merge_duplicates=merge_duplicates)
+        return cls(set_keys, plans)
+
+    def splits_of(self, set_index: int) -> List[Split]:
+        return self.plans[self.set_keys[set_index]].splits
+
+    @property
+    def description(self) -> str:
+        return " | ".join(dict.fromkeys(p.description for p in self.plans.values()))
+
+    @property
+    def notes(self) -> List[str]:
+        return list(dict.fromkeys(n for p in self.plans.values() for n in p.notes))
+
+    def audit_output(self, sets: Sequence[FeatureSet]):
+        """The one audit report, or a dict feature-set name -> report when image sets differ."""
+        reports = [p.audit for p in self.plans.values()]
+        if len(reports) == 1:
+            return reports[0]
+        if any(r is not None for r in reports):
+            return {sets[self.set_keys.index(k)].name: p.audit for k, p in self.plans.items()}
+        return None
+
+
+def _plan(fs: FeatureSet, *, split: str, cv: int, repeats: int, seed: int, audit: bool,
+          merge_duplicates: bool) -> _SplitPlan:
+    """Audit one image set for leakage (when it has image hashes) and plan its splits."""
+    report = None
+    if audit and (fs.pixel_hashes is not None or fs.dhashes is not None):
+        from ..audit import audit_leakage
+
+        # merging only shapes cross-validation folds; a predefined split is
+        # fixed, so there the audit reports and does not merge
+        report = audit_leakage(fs, merge=merge_duplicates and split == "cv")
+    groups, n_unknown = cv_groups(fs, report)
+    splits, desc, notes = plan_splits(np.asarray(fs.y, dtype=object), groups, fs.splits, scheme=split, cv=cv,
+                                      repeats=repeats, seed=seed, n_without_subject=n_unknown)
+    return _SplitPlan(report, splits, desc + audit_sentence(report, merge_duplicates, split), notes)
+
+
+def _prepare(fs: FeatureSet, encoding: Dict[str, int]) -> PreparedSet:
+    X = np.ascontiguousarray(fs.X, dtype=np.float32)
+    y = np.array([encoding[str(c)] for c in fs.y], dtype=np.int64)
+    return PreparedSet(X, y, digest(X, y, np.asarray(fs.ids, dtype=str).astype("U")))
+
+
+def _build_tasks(prepared: Sequence[PreparedSet], set_splits: Sequence[List[Split]], names: Sequence[str],
+                 seed: int, n_classes: int) -> Tuple[List[Task], Dict[int, FitOutcome]]:
+    """One task per feature set x classifier x split, with its fold-cache key.
+
+    A classifier whose factory raises fails its own tasks (returned as
+    outcomes) and leaves the others alone.
+    """
+    from ..classifiers import BATTERY_VERSION, make_classifier
+
+    tasks: List[Task] = []
+    outcomes: Dict[int, FitOutcome] = {}
+    for si, data in enumerate(prepared):
+        for name in names:
+            try:
+                signature, build_error = estimator_signature(make_classifier(name, seed)), None
+            except Exception as exc:  # noqa: BLE001 - a broken factory fails its own row only
+                signature, build_error = "", FitOutcome.failed(error_text(exc))
+            for sp in set_splits[si]:
+                key = task_key(data.digest, name, signature, BATTERY_VERSION, seed, n_classes, sp)
+                tasks.append(Task(len(tasks), si, name, sp, key))
+                if build_error is not None:
+                    outcomes[tasks[-1].index] = build_error
+    return tasks, outcomes
+
+
+def _run_tasks(tasks: Sequence[Task], outcomes: Dict[int, FitOutcome], prepared: Sequence[PreparedSet],
+               fold_cache: FoldCache, *, seed: int, n_jobs: int, n_classes: int, timeout: Optional[float],
+               progress: bool) -> Tuple[int, int]:
+    """Fill ``outcomes`` from the fold cache, then run the rest; returns (from cache, computed)."""
+    from tqdm.auto import tqdm
+
+    from ..classifiers import COST_HINTS, make_classifier
+
+    todo = []
+    for task in tasks:
+        if task.index not in outcomes:
+            hit = fold_cache.get(task.key)
+            if hit is not None:
+                outcomes[task.index] = hit
+            else:
+                todo.append(task)
+    n_cached = sum(1 for outcome in outcomes.values() if outcome.cached)
+    for task in todo:  # built here so that classifiers registered at run time also work in workers
+        task.estimator = make_classifier(task.classifier, seed)
+    bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc="compare", unit="fit",
+               disable=not progress, dynamic_ncols=True, leave=False)
+
+    def on_done(task: Task, outcome: FitOutcome) -> None:
+        outcomes[task.index] = outcome
+        fold_cache.put(task.key, outcome)
+        task.estimator = None
+        bar.update(1)
+
+    # slowest fits first (stable within a classifier): a long fit started last
+    # would leave the other workers idle at the end of the run
+    jobs = sorted(todo, key=lambda t: -COST_HINTS.get(t.classifier, 1.0))
+    try:
+        if timeout:
+            run_killable(jobs, prepared, n_jobs, n_classes, float(timeout), on_done)
+        else:
+            run_in_process(jobs, prepared, n_jobs, n_classes, on_done)
+    finally:
+        bar.close()
+    return n_cached, len(todo)
+
+
+def _fold_cache_root(cache_dir):
+    """``None``: the default cache folder; ``False``: no fold cache."""
+    if cache_dir is None:
+        from ..cache import default_cache_dir
+
+        return default_cache_dir()
+    return cache_dir if cache_dir is not False else None
+
+
+def _run_params(names, battery, split, cv, repeats, seed, sort, positive_label, timeout, n_jobs, audit,
+                merge_duplicates, sets, notes) -> Dict[str, Any]:
+    """Every parameter of the run, as ``ComparisonResult.params`` (and run.json) show them."""
+    from ..classifiers import BATTERY_VERSION
+
+    return {
+        "classifiers": names, "battery": battery, "battery_version": BATTERY_VERSION,
+        "split": split, "cv": cv, "repeats": repeats, "seed": seed, "sort": sort,
+        "positive_label": positive_label, "timeout": timeout, "n_jobs": n_jobs, "audit": audit,
+        "merge_duplicates": merge_duplicates, "feature_sets": [fs.name for fs in sets],
+        "warnings": notes,
+    }
+
+
+def _sets_info(sets: Sequence[FeatureSet]) -> List[Dict[str, Any]]:
+    return [{"name": fs.name, "n_images": len(fs), "n_features": int(fs.X.shape[1]),
+             "provenance": fs.provenance} for fs in sets]

@@ -1,0 +1,120 @@
+"""One task of an evaluation -- fit a classifier on a train part, predict its test part -- and
+what came of it.
+
+A :class:`Task` names the feature set, the classifier and the :class:`Split`;
+:func:`run_task` fits and predicts and never raises (bar Ctrl-C): whatever
+goes wrong becomes a :class:`FitOutcome` with status ``failed`` and the reason,
+so one broken model leaves the rest of the table untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from typing import Any, NamedTuple, Optional
+
+import numpy as np
+
+from ..schema import STATUS_FAILED, STATUS_OK, STATUS_TIMEOUT
+from .metrics import scores_of
+from .splits import Split
+
+__all__ = ["FitOutcome", "PreparedSet", "Task", "run_task"]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # arrays inside: compare fields, not outcomes
+class FitOutcome:
+    """The result of one task: its status, times, predictions and scores.
+
+    ``y_pred`` (encoded classes) and ``scores`` (``(n_test, n_classes)`` or
+    ``None`` when the model gives none) are set when ``status`` is ``"ok"``;
+    ``cached`` says the outcome came from the fold cache.
+    """
+
+    status: str
+    error: str = ""
+    fit_time: float = float("nan")
+    predict_time: float = float("nan")
+    y_pred: Optional[np.ndarray] = None
+    scores: Optional[np.ndarray] = None
+    cached: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status == STATUS_OK
+
+    @classmethod
+    def failed(cls, error: str) -> "FitOutcome":
+        return cls(STATUS_FAILED, error)
+
+    @classmethod
+    def timed_out(cls, timeout: float) -> "FitOutcome":
+        """A fit killed after ``timeout`` seconds (what it cost is its fit time)."""
+        return cls(STATUS_TIMEOUT, f"fit exceeded the {timeout:g} s timeout and was stopped",
+                   fit_time=float(timeout))
+
+
+class PreparedSet(NamedTuple):
+    """A feature set ready for fitting: float32 features, encoded labels, and their digest."""
+
+    X: np.ndarray
+    y: np.ndarray
+    digest: str
+
+
+@dataclasses.dataclass
+class Task:
+    """One (feature set, classifier, repeat, fold) fit of a run.
+
+    ``index`` is the task's place in the run (and its id between the run and
+    a worker process); ``key`` its fold-cache key; ``estimator`` the fresh,
+    unfitted model, set only while the task waits to be run.
+    """
+
+    index: int
+    set_index: int
+    classifier: str
+    split: Split
+    key: str = ""
+    estimator: Any = None
+
+
+def error_text(exc: BaseException) -> str:
+    """``"<ExceptionType>: <first line of its message>"``, at most 300 characters."""
+    text = str(exc).strip()
+    if isinstance(exc, KeyError) and exc.args:
+        text = str(exc.args[0])
+    msg = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {msg}"[:300]
+
+
+def run_task(X: np.ndarray, y: np.ndarray, est, train: np.ndarray, test: np.ndarray,
+             n_classes: int) -> FitOutcome:
+    """Fit ``est`` on ``train`` and predict ``test``; never raises (bar Ctrl-C).
+
+    Example
+    -------
+    >>> from sklearn.naive_bayes import GaussianNB
+    >>> X = np.array([[0.0], [0.1], [1.0], [1.1], [0.05], [1.05]])
+    >>> y = np.array([0, 0, 1, 1, 0, 1])
+    >>> out = run_task(X, y, GaussianNB(), np.arange(4), np.array([4, 5]), n_classes=2)
+    >>> out.status, out.y_pred.tolist(), out.scores.shape
+    ('ok', [0, 1], (2, 2))
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t0 = time.perf_counter()
+            est.fit(X[train], y[train])
+            t1 = time.perf_counter()
+            y_pred = np.asarray(est.predict(X[test])).astype(np.int64)
+            scores = scores_of(est, X[test], n_classes)
+            t2 = time.perf_counter()
+    except BaseException as exc:  # noqa: BLE001 - isolate any failure of one model
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return FitOutcome.failed(error_text(exc))
+    if scores is not None and scores.shape != (len(test), n_classes):
+        scores = None  # e.g. a model that saw fewer classes in training
+    return FitOutcome(STATUS_OK, "", fit_time=t1 - t0, predict_time=t2 - t1, y_pred=y_pred, scores=scores)

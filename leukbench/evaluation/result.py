@@ -1,0 +1,127 @@
+"""What :func:`~leukbench.evaluation.compare` returns: the :class:`ComparisonResult`."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
+
+from ..exceptions import EvaluationError
+from ..schema import DEFAULT_SORT, STATUS_OK, TIME_COLUMNS
+from .options import sort_column
+
+if TYPE_CHECKING:  # pandas loads on use: worker processes start faster
+    import pandas as pd
+
+__all__ = ["ComparisonResult"]
+
+
+@dataclasses.dataclass
+class ComparisonResult:
+    """What :func:`compare` found.
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per feature set × classifier: mean and std over folds of every
+        metric, ``Fit Time``, ``Time Taken``, ``Folds`` and ``Status``; best first.
+    folds : DataFrame
+        One row per feature set × classifier × repeat × fold.
+    predictions : DataFrame
+        Out-of-fold predictions: one row per test image per fold.
+    audit : AuditReport, dict of them, or None
+        The leakage audit (one per distinct image set).
+    cv_description : str
+        Which scheme was used and why.
+    classes : list of str
+    positive_label : str or None
+    params : dict
+        Every parameter of the run.
+    feature_sets_info : list of dict
+    n_cached, n_computed : int
+        Tasks taken from the fold cache / computed in this run.
+    notes : list of str
+        Warnings raised by the evaluation.
+    """
+
+    table: pd.DataFrame
+    folds: pd.DataFrame
+    predictions: pd.DataFrame
+    audit: Any
+    cv_description: str
+    classes: List[str]
+    positive_label: Optional[str]
+    params: Dict[str, Any]
+    feature_sets_info: List[Dict[str, Any]]
+    n_cached: int = 0
+    n_computed: int = 0
+    notes: List[str] = dataclasses.field(default_factory=list)
+
+    def __repr__(self) -> str:
+        ok = int((self.table["Status"] == STATUS_OK).sum()) if len(self.table) else 0
+        return (f"ComparisonResult({len(self.table)} rows, {ok} ok, classes={self.classes}, "
+                f"cv={self.cv_description.split(':')[0]!r})")
+
+    def best(self, metric: Optional[str] = None) -> pd.Series:
+        """The best successful row by ``metric`` (default: the sort metric).
+
+        Scores are best when highest, times (``Fit Time``, ``Time Taken``) when
+        lowest; ties go to the earlier row of the table.
+        """
+        metric = sort_column(metric or self.params.get("sort", DEFAULT_SORT))
+        ok = self.table[(self.table["Status"] == STATUS_OK) & self.table[metric].notna()]
+        if ok.empty:
+            raise EvaluationError(f"no classifier finished successfully with a {metric} score")
+        return ok.sort_values(metric, ascending=metric in TIME_COLUMNS, kind="stable").iloc[0]
+
+    def save(self, out_dir, feature_sets=None, plots: bool = True) -> Path:
+        """Write the results folder (see ``docs/reports.md``); returns its path."""
+        from ..reporting import write_report
+
+        return write_report(self, out_dir, feature_sets=feature_sets, plots=plots)
+
+    def plot_metric_bars(self, metric: str = DEFAULT_SORT, **kw):
+        """Bars of ``metric`` per row, best first, std over folds as error bars.
+
+        Parameters
+        ----------
+        metric : str
+            A column of :attr:`table` (``"ROC AUC"``, ``"F1 Score"`` ...).
+        **kw
+            ``ax``: a matplotlib Axes to draw into.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        from ..reporting import plot_metric_bars
+
+        return plot_metric_bars(self, metric, **kw)
+
+    def plot_roc_curves(self, top: int = 3, **kw):
+        """ROC curves (scores pooled over folds) of the best ``top`` successful rows.
+
+        Parameters
+        ----------
+        top : int
+        **kw
+            ``ax``: a matplotlib Axes to draw into.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        from ..reporting import plot_roc_curves
+
+        return plot_roc_curves(self, top=top, **kw)
+
+    def plot_confusion_matrices(self, top: int = 3, **kw):
+        """Pooled out-of-fold confusion matrices of the best ``top`` successful rows.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        from ..reporting import plot_confusion_matrices
+
+        return plot_confusion_matrices(self, top=top, **kw)

@@ -1,0 +1,234 @@
+"""The command line: exit statuses, one-line errors, bugs shown as bugs, defaults shared with the library."""
+
+from __future__ import annotations
+
+import errno
+import functools
+import inspect
+
+import pytest
+
+import leukbench
+from leukbench import cli
+from leukbench._validation import invalid
+from leukbench.classifiers import BATTERIES
+from leukbench.datasets import LAYOUTS
+from leukbench.evaluation.options import SCHEMES
+from leukbench.exceptions import (
+    CacheError,
+    DatasetError,
+    ExtractionError,
+    MissingDependencyError,
+    UnknownClassifierError,
+)
+from leukbench.features.deep import PRECISIONS
+
+#: Options of the command line that are no parameter of extract() or compare().
+CLI_ONLY = {"command", "out", "quiet", "keep_duplicates"}
+
+
+def run(argv, capsys):
+    """Exit status, stdout and stderr of ``leukbench ARGV``."""
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def extract_raises(monkeypatch):
+    """Make the library's extract(), which both commands call, raise the exception given.
+
+    The stand-in keeps extract's signature, where the command line reads its defaults.
+    """
+    import leukbench.extraction
+
+    real = leukbench.extraction.extract
+
+    def patch(exc):
+        @functools.wraps(real)
+        def fail(*args, **kwargs):
+            raise exc
+
+        monkeypatch.setattr(leukbench.extraction, "extract", fail)
+
+    return patch
+
+
+def raising_function(exc):
+    def fail(*args, **kwargs):
+        raise exc
+
+    return fail
+
+
+def extract_argv(tmp_path):
+    return ["extract", "--cache-dir", str(tmp_path / "c"), "-q"]
+
+
+def compare_argv(tmp_path):
+    return ["compare", "--cache-dir", str(tmp_path / "c"), "-q", "--out", str(tmp_path / "r")]
+
+
+# ---------------------------------------------------------------------------
+# errors
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bug", [RuntimeError("boom"), ValueError("boom"), KeyError("boom"),
+                                 FileNotFoundError(errno.ENOENT, "No such file or directory", "boom.parquet")])
+def test_a_bug_shows_its_traceback_and_asks_for_a_report(tmp_path, capsys, extract_raises, bug):
+    extract_raises(bug)
+    code, _, err = run(extract_argv(tmp_path), capsys)
+    assert code == 1
+    assert "Traceback (most recent call last)" in err and f"{type(bug).__name__}: " in err and "boom" in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("leukbench: internal error:") and "bug" in last and "report" in last
+    assert leukbench.__version__ in last
+    assert err.index("Traceback") < err.index("leukbench: internal error")  # the request comes last
+
+
+def test_a_bug_while_reading_the_options_is_shown_as_a_bug(capsys, monkeypatch):
+    import leukbench.features.base as base
+
+    monkeypatch.setattr(base, "list_extractors", raising_function(RuntimeError("registry broken")))
+    code, _, err = run(["extract", "--help"], capsys)
+    assert code == 1 and "RuntimeError: registry broken" in err
+    assert err.strip().splitlines()[-1].startswith("leukbench: internal error:")
+
+
+@pytest.mark.parametrize("error", [
+    DatasetError("/data/x: no such folder; give the folder that holds the class sub-folders"),
+    UnknownClassifierError("unknown classifier 'Nope'; available: SVC"),
+    MissingDependencyError("battery='all' needs lazypredict: pip install 'leukbench[lazypredict]'"),
+    CacheError("/cache: the cache folder kept changing; run again"),
+])
+def test_a_leukbench_error_is_one_line_and_exit_2(tmp_path, capsys, extract_raises, error):
+    extract_raises(error)
+    code, _, err = run(extract_argv(tmp_path), capsys)
+    assert code == 2
+    assert err == f"leukbench: error: {error.args[0]}\n"  # no traceback, no quotes around a KeyError's text
+
+
+def test_an_invalid_parameter_is_named_by_its_flag(tmp_path, capsys, extract_raises):
+    extract_raises(invalid("cv", "must be at least 2 (got 1)"))
+    code, _, err = run(compare_argv(tmp_path), capsys)
+    assert (code, err) == (2, "leukbench: error: --cv must be at least 2 (got 1)\n")
+    extract_raises(invalid("chunk_size", "must be at least 1 (got 0)"))
+    code, _, err = run(extract_argv(tmp_path), capsys)
+    assert (code, err) == (2, "leukbench: error: --chunk-size must be at least 1 (got 0)\n")
+    extract_raises(invalid("feature_sets", "must not be empty"))  # no flag sets it: said as the library says it
+    code, _, err = run(extract_argv(tmp_path), capsys)
+    assert (code, err) == (2, "leukbench: error: feature_sets must not be empty\n")
+
+
+@pytest.mark.parametrize("exc, fix", [
+    (PermissionError(errno.EACCES, "Permission denied", "/results/run/table.csv"), "check the permissions"),
+    (PermissionError(errno.EPERM, "Operation not permitted", "/results/run/table.csv"), "check the permissions"),
+    (OSError(errno.ENOSPC, "No space left on device", "/results/run/table.csv"), "free some disk space"),
+    (OSError(errno.EDQUOT, "Disk quota exceeded", "/results/run/table.csv"), "disk quota"),
+    (OSError(errno.EROFS, "Read-only file system", "/results/run/table.csv"), "read-only"),
+])
+def test_the_machine_refusing_to_write_is_one_line_naming_the_file(tmp_path, capsys, extract_raises, exc, fix):
+    extract_raises(exc)
+    code, _, err = run(extract_argv(tmp_path), capsys)
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1
+    assert err.startswith(f"leukbench: error: /results/run/table.csv: {exc.strerror}; ") and fix in err
+
+
+def test_a_full_disk_without_a_file_name_is_still_one_line(tmp_path, capsys, extract_raises):
+    extract_raises(OSError(errno.ENOSPC, "No space left on device"))
+    code, _, err = run(extract_argv(tmp_path), capsys)
+    assert code == 2 and err.startswith("leukbench: error: No space left on device; free some disk space")
+
+
+def test_nothing_readable_still_prints_the_summaries_and_exits_1(tmp_path, capsys, extract_raises):
+    class Summary:
+        def lines(self):
+            return ["images found 2, extracted 0, from cache 0, skipped 2"]
+
+    extract_raises(ExtractionError("/data: no image could be read for handcrafted", [Summary()]))
+    code, out, err = run(extract_argv(tmp_path), capsys)
+    assert code == 1 and "images found 2, extracted 0" in out
+    assert err == "leukbench: error: /data: no image could be read for handcrafted\n"
+
+
+def test_an_interrupt_says_how_to_resume(tmp_path, capsys, extract_raises):
+    extract_raises(KeyboardInterrupt())
+    code, _, err = run(extract_argv(tmp_path), capsys)
+    assert code == 130 and "interrupted; finished work is cached" in err and "Traceback" not in err
+
+
+def test_an_out_folder_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys, extract_raises):
+    extract_raises(AssertionError("extract() must not run"))
+    (tmp_path / "a-file").write_text("x")
+    code, _, err = run([*extract_argv(tmp_path), "--out", str(tmp_path / "a-file")], capsys)
+    assert code == 2 and err == (f"leukbench: error: {tmp_path / 'a-file'}: exists and is not a folder; "
+                                 "give --out a folder to write into\n")
+    code, _, err = run([*extract_argv(tmp_path), "--out", str(tmp_path / "a-file" / "x")], capsys)
+    assert code == 2 and "cannot write a folder here" in err and "give --out a writable folder" in err
+
+
+def test_a_bad_subject_regex_is_named_by_its_flag(cnmc_folders, tmp_path, capsys):
+    code, out, err = run(["extract", str(cnmc_folders), "--subject-regex", "P[0-9]+",
+                          "--cache-dir", str(tmp_path / "c"), "-q"], capsys)
+    assert code == 2 and "images found" not in out
+    assert err.startswith("leukbench: error: --subject-regex 'P[0-9]+' has no capturing group; write e.g.")
+
+
+def test_no_command_prints_the_help(capsys):
+    code, out, _ = run([], capsys)
+    assert code == 2 and "extract" in out and "compare" in out
+
+
+# ---------------------------------------------------------------------------
+# options from the library
+# ---------------------------------------------------------------------------
+
+
+def test_extract_help_lists_the_registered_extractors(capsys, monkeypatch):
+    import leukbench.features.base as base
+
+    registered = base.list_extractors() + ["my_own_extractor"]  # a name only the registry knows
+    monkeypatch.setattr(base, "list_extractors", lambda: list(registered))
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["extract", "--help"])
+    assert exit_.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())  # undo argparse's line wrapping
+    for name in registered:
+        assert name in help_text, name
+    assert "timm:<model>" in help_text
+
+
+def _defaults(function):
+    return {n: p.default for n, p in inspect.signature(function).parameters.items() if p.default is not p.empty}
+
+
+@pytest.mark.parametrize("command", ["extract", "compare"])
+def test_every_option_has_the_default_of_its_library_parameter(command):
+    from leukbench import compare, extract
+
+    options = vars(cli.build_parser().parse_args([command]))
+    library = _defaults(extract) if command == "extract" else {**_defaults(compare), **_defaults(extract)}
+    assert set(options) - CLI_ONLY <= set(library), "an option that is no parameter of the library"
+    for name in set(options) - CLI_ONLY:
+        assert options[name] == library[name], (command, name, options[name], library[name])
+    assert options["quiet"] is not library["progress"]
+    if command == "compare":
+        assert options["keep_duplicates"] is not library["merge_duplicates"]
+        assert {"cv", "repeats", "seed", "sort", "battery", "split", "n_jobs", "timeout"} <= set(options)
+    assert {"features", "chunk_size", "layout", "precision", "weights", "device"} <= set(options)
+
+
+@pytest.mark.parametrize("command, option, choices", [
+    ("extract", "--layout", LAYOUTS),
+    ("extract", "--precision", PRECISIONS),
+    ("compare", "--battery", BATTERIES),
+    ("compare", "--split", SCHEMES),
+])
+def test_choices_are_the_library_constants(capsys, command, option, choices):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([command, option, "no-such-choice"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    offered = err.split("choose from", 1)[1].strip().rstrip(")")
+    assert [c.strip(" '\"") for c in offered.split(",")] == list(choices)
