@@ -68,10 +68,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="JSON file for the results")
     args = ap.parse_args(argv)
 
+    import lazypredict
+    from lazypredict import Supervised
+
     import leukbench
     from leukbench.evaluation import compare
-    from lazypredict import Supervised
-    import lazypredict
 
     names = [n.strip() for n in args.classifiers.split(",") if n.strip()]
     table = leukbench.discover(args.data)

@@ -75,14 +75,14 @@ def main(argv=None) -> int:
         if "discover" in stages:
             with tempfile.TemporaryDirectory() as tmp:
                 root = make_tree(Path(tmp) / "tree", n)
-                row["discover_seconds"] = best_of(args.repeat, lambda: discover(root))
+                row["discover_seconds"] = best_of(args.repeat, lambda root=root: discover(root))
                 row["found"] = len(discover(root))
         if "audit" in stages:
             hashes = random_hashes(n)
             ids = [str(i) for i in range(n)]
             subjects = [str(i % 300) for i in range(n)]
-            row["audit_seconds"] = best_of(args.repeat, lambda: audit_leakage(ids=ids, subjects=subjects,
-                                                                              dhashes=hashes))
+            row["audit_seconds"] = best_of(args.repeat, lambda ids=ids, subjects=subjects, hashes=hashes:
+                                          audit_leakage(ids=ids, subjects=subjects, dhashes=hashes))
             row["audit_pairs"] = len(audit_leakage(ids=ids, subjects=subjects, dhashes=hashes).pairs)
         rows.append(row)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"

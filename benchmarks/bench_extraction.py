@@ -293,7 +293,8 @@ def variant_handcrafted(root: Path, backbone: str, weights: str, limit: int) -> 
 
 VARIANTS = {"naive": variant_naive, "model": variant_model, "model-folded": variant_model_folded,
             "model-nchw": variant_model_nchw, "model-bf16": variant_model_bf16,
-            "decode": variant_decode, "stages": variant_stages, "leukbench": variant_leukbench, "leukbench-bf16": variant_leukbench_bf16,
+            "decode": variant_decode, "stages": variant_stages, "leukbench": variant_leukbench,
+            "leukbench-bf16": variant_leukbench_bf16,
             "handcrafted": variant_handcrafted}
 
 

@@ -17,8 +17,6 @@ import argparse
 import platform
 import time
 
-import numpy as np
-
 
 def main(argv=None) -> int:
     from leukbench import datasets
@@ -62,7 +60,7 @@ def main(argv=None) -> int:
     total = sum(stages.values())
     print(f"{n} images of {args.data or 'the bundled sample'} "
           f"({images[0].shape[1]}x{images[0].shape[0]}), {platform.processor() or platform.machine()}, one process")
-    print(f"| stage | ms / image | share |\n|---|---:|---:|")
+    print("| stage | ms / image | share |\n|---|---:|---:|")
     print(f"| decode (load_image) | {1000 * decode / n:.1f} | — |")
     for k, v in stages.items():
         print(f"| {k} | {1000 * v / n:.1f} | {100 * v / total:.0f} % |")

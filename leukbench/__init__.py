@@ -13,8 +13,11 @@ from ._version import __version__
 
 _LAZY = {
     "extract": ("leukbench.extraction", "extract"),
+    "extract_all": ("leukbench.extraction", "extract_all"),
+    "ExtractionResult": ("leukbench.extraction", "ExtractionResult"),
     "ExtractionSummary": ("leukbench.extraction", "ExtractionSummary"),
     "compare": ("leukbench.evaluation", "compare"),
+    "check_dataset": ("leukbench.evaluation", "check_dataset"),
     "ComparisonResult": ("leukbench.evaluation", "ComparisonResult"),
     "FeatureSet": ("leukbench.featureset", "FeatureSet"),
     "FeatureCache": ("leukbench.cache", "FeatureCache"),
@@ -25,6 +28,7 @@ _LAZY = {
     "list_extractors": ("leukbench.features.base", "list_extractors"),
     "audit_leakage": ("leukbench.audit", "audit_leakage"),
     "write_report": ("leukbench.reporting", "write_report"),
+    "LeukbenchError": ("leukbench.exceptions", "LeukbenchError"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Optional
 #: Exit statuses: done; no image could be read (or a bug); bad input; interrupted.
 EXIT_OK, EXIT_NOTHING, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_BUG = 1
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a pipe closed early
 
 #: What to do about an OSError that the machine caused, not leukbench, by errno name.
 _ENVIRONMENT_FIXES = {
@@ -63,7 +64,7 @@ def _n_jobs(text: str) -> int:
 
 
 def _library_defaults() -> Dict[str, Any]:
-    """Default of each parameter of :func:`~leukbench.extraction.extract` and
+    """Default of each parameter of :func:`~leukbench.extraction.extract_all` and
     :func:`~leukbench.evaluation.compare`, by parameter name.
 
     The options named like a parameter take their default from here (a
@@ -72,10 +73,10 @@ def _library_defaults() -> Dict[str, Any]:
     import inspect
 
     from .evaluation import compare
-    from .extraction import extract
+    from .extraction import extract_all
 
     defaults: Dict[str, Any] = {}
-    for function in (extract, compare):
+    for function in (extract_all, compare):
         for name, param in inspect.signature(function).parameters.items():
             if param.default is not param.empty:
                 defaults.setdefault(name, param.default)
@@ -183,10 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _extract(args, data=None, *, print_summary: bool = True):
-    from .extraction import extract
+def _extract(args, data=None):
+    """Run :func:`~leukbench.extraction.extract_all` with the data options; print its summaries."""
+    from .extraction import extract_all
 
-    result, summaries = extract(
+    result = extract_all(
         args.data if data is None else data,
         args.features,
         layout=args.layout,
@@ -201,12 +203,10 @@ def _extract(args, data=None, *, print_summary: bool = True):
         subject_regex=args.subject_regex,
         chunk_size=args.chunk_size,
         progress=not args.quiet,
-        return_summaries=True,
     )
-    if print_summary:
-        for s in summaries:
-            print("\n".join(s.lines()))
-    return result, summaries
+    for summary in result.summaries:
+        print("\n".join(summary.lines()))
+    return result.feature_sets
 
 
 def cmd_extract(args) -> int:
@@ -216,9 +216,7 @@ def cmd_extract(args) -> int:
     data = args.data if args.data is not None else datasets.sample_root()
     if args.out:
         _check_writable_folder(args.out, "--out")
-    result, summaries = _extract(args)
-    sets = result if isinstance(result, dict) else {result.name: result}
-    for name, fs in sets.items():
+    for name, fs in _extract(args).items():
         print(f"{name}: {fs!r}")
         if args.out:
             print(f"  written to {fs.save(Path(args.out) / f'{name}.parquet')}")
@@ -242,8 +240,7 @@ def cmd_compare(args) -> int:
     table = datasets.discover(data, layout=args.layout, subject_regex=args.subject_regex)
     dataset_options = dict(split=args.split, positive_label=args.positive_label, source=data)
     classes = check_dataset(table, **dataset_options)
-    result_sets, _ = _extract(args, table)
-    sets = list(result_sets.values()) if isinstance(result_sets, dict) else [result_sets]
+    sets = list(_extract(args, table).values())
     check_dataset(sets, classes=classes, **dataset_options)  # no class lost to unreadable images
     result = compare(
         sets,
@@ -366,12 +363,24 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _error(exc.renamed(flag) if flag else str(exc), EXIT_USAGE)
     except LeukbenchError as exc:  # one clear line, never a traceback
         return _error(str(exc), EXIT_USAGE)
+    except BrokenPipeError:  # `leukbench compare | head`: the reader left, nothing more to say
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except OSError as exc:
         if exc.errno in _FIX_BY_ERRNO:  # disk full, permission denied...: not a bug
             return _error(_environment_message(exc), EXIT_USAGE)
         return _report_bug()
     except Exception:  # noqa: BLE001 - anything else is a bug: show it
         return _report_bug()
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (captured): nothing to flush
+        pass
 
 
 def _error(message: str, status: int) -> int:

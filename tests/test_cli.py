@@ -36,20 +36,20 @@ def run(argv, capsys):
 
 @pytest.fixture
 def extract_raises(monkeypatch):
-    """Make the library's extract(), which both commands call, raise the exception given.
+    """Make the library's extract_all(), which both commands call, raise the exception given.
 
-    The stand-in keeps extract's signature, where the command line reads its defaults.
+    The stand-in keeps extract_all's signature, where the command line reads its defaults.
     """
     import leukbench.extraction
 
-    real = leukbench.extraction.extract
+    real = leukbench.extraction.extract_all
 
     def patch(exc):
         @functools.wraps(real)
         def fail(*args, **kwargs):
             raise exc
 
-        monkeypatch.setattr(leukbench.extraction, "extract", fail)
+        monkeypatch.setattr(leukbench.extraction, "extract_all", fail)
 
     return patch
 
@@ -232,3 +232,9 @@ def test_choices_are_the_library_constants(capsys, command, option, choices):
     assert exit_.value.code == 2
     offered = err.split("choose from", 1)[1].strip().rstrip(")")
     assert [c.strip(" '\"") for c in offered.split(",")] == list(choices)
+
+
+def test_a_reader_that_leaves_the_pipe_is_no_bug(tmp_path, capsys, extract_raises):
+    extract_raises(BrokenPipeError(32, "Broken pipe"))
+    code, _, err = run(extract_argv(tmp_path), capsys)
+    assert code == 141 and "bug" not in err and "Traceback" not in err

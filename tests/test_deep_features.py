@@ -571,7 +571,7 @@ def test_constructor_only_stores_its_parameters(tmp_path, monkeypatch):
     with pytest.raises(KeyError, match="unknown timm model 'no_such_model_xyz'"):
         ext.check()
     with pytest.raises(WeightsUnavailableError, match="not found"):
-        DeepExtractor("resnet50", weights=str(missing), device="cpu").config
+        _ = DeepExtractor("resnet50", weights=str(missing), device="cpu").config
 
 
 def test_importing_the_deep_package_does_not_import_torch():

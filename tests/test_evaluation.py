@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from leukbench.datasets import load_sample
 from leukbench.classifiers import register_classifier
+from leukbench.datasets import load_sample
 from leukbench.evaluation import EvaluationError, check_dataset, compare, plan_splits, roc_auc, score_fold
 from leukbench.exceptions import InvalidParameterError
 from leukbench.featureset import FeatureSet

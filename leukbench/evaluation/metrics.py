@@ -24,16 +24,60 @@ import numpy as np
 
 from ..schema import METRICS
 
-__all__ = ["METRICS", "roc_auc", "score_fold"]
+__all__ = ["METRICS", "binary_auc", "confusion_matrix", "roc_auc", "roc_curve_points", "score_fold"]
 
 
-def _binary_auc(y_bin: np.ndarray, score: np.ndarray) -> float:
-    """AUC of 0/1 labels from one score column; NaN for one class or a non-finite score."""
+def binary_auc(y_bin: np.ndarray, score: np.ndarray) -> float:
+    """AUC of 0/1 labels from one score column; NaN for one class or a non-finite score.
+
+    The one AUC computation of leukbench: :func:`roc_auc` (the table) and the
+    ROC curves of the report both use it.
+
+    Example
+    -------
+    >>> binary_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.6, 0.3, 0.8]))
+    0.75
+    """
     from sklearn.metrics import roc_auc_score
 
-    if y_bin.min() == y_bin.max() or not np.all(np.isfinite(score)):
+    y_bin, score = np.asarray(y_bin), np.asarray(score, dtype=float)
+    if len(y_bin) == 0 or y_bin.min() == y_bin.max() or not np.all(np.isfinite(score)):
         return float("nan")
     return float(roc_auc_score(y_bin, score))
+
+
+def confusion_matrix(y_true, y_pred, classes) -> np.ndarray:
+    """Counts of (true class, predicted class) pairs, in the order of ``classes``.
+
+    Labels that are not in ``classes`` are left out.
+
+    Example
+    -------
+    >>> confusion_matrix(["a", "a", "b"], ["a", "b", "b"], ["a", "b"]).tolist()
+    [[1, 1], [0, 1]]
+    """
+    index = {str(c): i for i, c in enumerate(classes)}
+    counts = np.zeros((len(classes), len(classes)), dtype=int)
+    for t, p in zip(y_true, y_pred):
+        i, j = index.get(str(t)), index.get(str(p))
+        if i is not None and j is not None:
+            counts[i, j] += 1
+    return counts
+
+
+def roc_curve_points(y_bin: np.ndarray, score: np.ndarray):
+    """False- and true-positive rates of the ROC curve of 0/1 labels from one score column.
+
+    Example
+    -------
+    >>> fpr, tpr = roc_curve_points(np.array([0, 1]), np.array([0.2, 0.9]))
+    >>> fpr.tolist(), tpr.tolist()
+    ([0.0, 0.0, 1.0], [0.0, 1.0, 1.0])
+    """
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(np.asarray(y_bin), np.asarray(score, dtype=float))
+    return fpr, tpr
 
 
 def roc_auc(y_true: np.ndarray, scores: np.ndarray, positive: Optional[int] = None) -> float:
@@ -66,8 +110,8 @@ def roc_auc(y_true: np.ndarray, scores: np.ndarray, positive: Optional[int] = No
     y_true = np.asarray(y_true)
     if scores.shape[1] == 2:
         positive = 1 if positive is None else positive
-        return _binary_auc((y_true == positive).astype(int), scores[:, positive])
-    aucs = [_binary_auc((y_true == c).astype(int), scores[:, c]) for c in np.unique(y_true)]
+        return binary_auc((y_true == positive).astype(int), scores[:, positive])
+    aucs = [binary_auc((y_true == c).astype(int), scores[:, c]) for c in np.unique(y_true)]
     aucs = [a for a in aucs if not math.isnan(a)]
     return float(np.mean(aucs)) if aucs else float("nan")
 

@@ -131,14 +131,14 @@ def _empty_points(feature_set: str, model: str, classes: Sequence[str]) -> Dict[
 def _binary_fold_aucs(truth: np.ndarray, scores: np.ndarray, keep: np.ndarray,
                       splits: List[np.ndarray]) -> List[float]:
     """AUC of each test split that holds both classes (as the table computes it)."""
-    from sklearn.metrics import roc_auc_score
+    from ..evaluation.metrics import binary_auc
 
     aucs = []
     for idx in splits:
         idx = idx[keep[idx]]
         t = truth[idx]
         if 0 < t.sum() < len(t):
-            aucs.append(float(roc_auc_score(t, scores[idx])))
+            aucs.append(binary_auc(t, scores[idx]))
     return aucs
 
 
@@ -181,7 +181,7 @@ def roc_points(result, row) -> Dict[str, Any]:
     >>> pts["kind"], pts["auc"], pts["n_splits"], pts["auc_mean"]
     ('binary', 1.0, 2, 1.0)
     """
-    from sklearn.metrics import roc_auc_score, roc_curve
+    from ..evaluation.metrics import binary_auc, roc_curve_points
 
     feature_set, model, p = row_predictions(result, row)
     classes = row_classes(result, p)
@@ -201,8 +201,8 @@ def roc_points(result, row) -> Dict[str, Any]:
     if len(set(y_true[keep])) < 2:  # no images, or a single class: no curve
         return out
     flat_truth, flat_scores = truth[keep].ravel(), scores[keep].ravel()
-    out["fpr"], out["tpr"], _ = roc_curve(flat_truth, flat_scores)
-    out["auc"] = float(roc_auc_score(flat_truth, flat_scores))
+    out["fpr"], out["tpr"] = roc_curve_points(flat_truth, flat_scores)
+    out["auc"] = binary_auc(flat_truth, flat_scores)
     splits = _split_indices(p)
     if splits is None:  # one test split: the pooled curve is the split's
         out["n_splits"] = 1
@@ -240,16 +240,13 @@ def confusion_counts(result, row) -> pd.DataFrame:
     >>> m.to_numpy().tolist()
     [[1, 1], [0, 1]]
     """
+    from ..evaluation.metrics import confusion_matrix
+
     _, _, p = row_predictions(result, row)
     classes = row_classes(result, p)
-    m = pd.DataFrame(0, index=pd.Index(classes, name="true"),
-                     columns=pd.Index(classes, name="predicted"), dtype=int)
-    if p.empty:
-        return m
-    p = p.dropna(subset=["y_true", "y_pred"])
-    counts = pd.crosstab(p["y_true"].astype(str), p["y_pred"].astype(str))
-    for t in counts.index:
-        for q in counts.columns:
-            if t in m.index and q in m.columns:
-                m.loc[t, q] = int(counts.loc[t, q])
-    return m
+    counts = np.zeros((len(classes), len(classes)), dtype=int)
+    if not p.empty:
+        p = p.dropna(subset=["y_true", "y_pred"])
+        counts = confusion_matrix(p["y_true"].astype(str), p["y_pred"].astype(str), classes)
+    return pd.DataFrame(counts, index=pd.Index(classes, name="true"),
+                        columns=pd.Index(classes, name="predicted"))

@@ -49,7 +49,7 @@ def _attempt(name: str, make: Callable, plots_dir: Path, made: List[str], notes:
     try:
         fig = make()
     except Exception as exc:  # a plot must never lose the rest of the report
-        warnings.warn(f"leukbench report: plot {name} failed: {exc!r}", RuntimeWarning)
+        warnings.warn(f"leukbench report: plot {name} failed: {exc!r}", RuntimeWarning, stacklevel=2)
         notes.append(f"plot {name} could not be drawn: {exc.__class__.__name__}: {exc}")
         return
     if fig is not None:
