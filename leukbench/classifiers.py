@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_BATTERY",
     "SEED_CLASSIFIERS",
     "register_classifier",
+    "unregister_classifier",
     "available_classifiers",
     "make_classifier",
     "select_classifiers",
@@ -79,6 +80,7 @@ def register_classifier(name: str, factory: Factory, *, replace: bool = False) -
     >>> register_classifier("Majority", lambda seed: DummyClassifier(), replace=True)
     >>> select_classifiers("Majority")
     ['Majority']
+    >>> unregister_classifier("Majority")
     """
     if not isinstance(name, str) or not name.strip() or name != name.strip() or "," in name \
             or name.startswith("-"):
@@ -89,6 +91,23 @@ def register_classifier(name: str, factory: Factory, *, replace: bool = False) -
     if name in _REGISTRY and not replace and _REGISTRY[name] is not factory:
         raise InvalidParameterError(f"classifier {name!r} is already registered; pass replace=True")
     _REGISTRY[name] = factory
+
+
+def unregister_classifier(name: str) -> None:
+    """Remove a classifier added with :func:`register_classifier` (the built-ins stay).
+
+    Raises
+    ------
+    UnknownClassifierError
+        For a name that is not registered.
+    InvalidParameterError
+        For a built-in classifier of the battery.
+    """
+    if name not in _REGISTRY:
+        raise UnknownClassifierError(f"unknown classifier {name!r}; nothing to unregister")
+    if name in _BUILTIN:
+        raise InvalidParameterError(f"{name!r} is a built-in classifier of the battery and stays registered")
+    del _REGISTRY[name]
 
 
 def _scaled(estimator):
@@ -190,6 +209,7 @@ DEFAULT_BATTERY = (
 _FACTORIES = (_svc, _xgb, _lda, _ridge_cv, _ridge, _logreg, _linear_svc, _knn, _rf, _et, _hgb, _gnb)
 for _name, _factory in zip(DEFAULT_BATTERY, _FACTORIES):
     register_classifier(_name, _factory)
+_BUILTIN = frozenset(DEFAULT_BATTERY)
 
 
 def available_classifiers() -> List[str]:

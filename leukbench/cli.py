@@ -154,6 +154,12 @@ def _add_compare_options(p: argparse.ArgumentParser, defaults: Dict[str, Any]) -
     p.add_argument("--sort", default=DEFAULT_SORT, metavar="METRIC", help="table order (default: '%(default)s')")
     p.add_argument("--positive-label", default=defaults["positive_label"], metavar="LABEL",
                    help="positive class for binary F1/precision/recall (default: 'all' when present)")
+    p.add_argument("--alpha", type=float, default=defaults["alpha"], metavar="A",
+                   help="level of the statistics: 1-A intervals, rows with a Holm-adjusted p >= A are tied "
+                        "with the best (default: %(default)s)")
+    p.add_argument("--n-bootstrap", type=_count(0), default=defaults["n_bootstrap"], metavar="N",
+                   help="subject-level bootstrap resamples of the confidence intervals; 0: none "
+                        "(default: %(default)s)")
     p.add_argument("--keep-duplicates", action="store_true", default=not defaults["merge_duplicates"],
                    help="do not merge subjects that share identical images (report only)")
     p.add_argument("--out", default=None, metavar="DIR",
@@ -232,7 +238,8 @@ def cmd_compare(args) -> int:
     data = args.data if args.data is not None else datasets.sample_root()
     # everything that can be checked is checked before any extraction
     check_options(classifiers=args.classifiers, battery=args.battery, split=args.split, cv=args.cv,
-                  repeats=args.repeats, sort=args.sort, timeout=args.timeout, n_jobs=args.n_jobs)
+                  repeats=args.repeats, sort=args.sort, timeout=args.timeout, n_jobs=args.n_jobs,
+                  alpha=args.alpha, n_bootstrap=args.n_bootstrap)
     out = Path(args.out) if args.out else Path("leukbench-results") / (
         f"{Path(data).name or 'data'}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
@@ -255,6 +262,8 @@ def cmd_compare(args) -> int:
         positive_label=args.positive_label,
         sort=args.sort,
         merge_duplicates=not args.keep_duplicates,
+        alpha=args.alpha,
+        n_bootstrap=args.n_bootstrap,
         cache_dir=args.cache_dir or None,  # None: the default cache folder
         progress=not args.quiet,
     )

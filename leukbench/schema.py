@@ -33,6 +33,15 @@ __all__ = [
     "DEFAULT_SEED",
     "DEFAULT_SORT",
     "std_name",
+    "ci_names",
+    "TIED_WITH_BEST",
+    "P_VALUE_VS_BEST",
+    "DIFFERENCE_VS_BEST",
+    "STATISTIC_COLUMNS",
+    "TIE_BEST",
+    "TIE_YES",
+    "TIE_NO",
+    "TIE_UNKNOWN",
     "default_positive_label",
 ]
 
@@ -60,6 +69,14 @@ TIME_COLUMNS = ("Fit Time", "Time Taken")
 ID_COLUMNS = ("Feature Set", "Model")
 TAIL_COLUMNS = ("Folds", "Status")
 
+#: Columns of the paired comparison with the best row (issue: is the best row really better?).
+TIED_WITH_BEST = "Tied With Best"
+P_VALUE_VS_BEST = "P Value vs Best"
+DIFFERENCE_VS_BEST = "Difference vs Best"
+
+#: Values of ``Tied With Best``: the best row itself, statistically tied, worse, not testable.
+TIE_BEST, TIE_YES, TIE_NO, TIE_UNKNOWN = "best", "yes", "no", "n/a"
+
 #: Status of a fit, a fold and a table row (a failed row reads ``"failed: <reason>"``).
 STATUS_OK = "ok"
 STATUS_TIMEOUT = "timeout"
@@ -81,6 +98,21 @@ DEFAULT_SORT = "Balanced Accuracy"
 def std_name(column: str) -> str:
     """The spread column of ``column``: ``"Accuracy"`` -> ``"Accuracy Std"``."""
     return f"{column} Std"
+
+
+def ci_names(column: str):
+    """The two columns of the confidence interval of ``column``.
+
+    Example
+    -------
+    >>> ci_names("Balanced Accuracy")
+    ('Balanced Accuracy CI Low', 'Balanced Accuracy CI High')
+    """
+    return f"{column} CI Low", f"{column} CI High"
+
+
+#: Columns of the statistics of a row beside its scores, in ``table.csv`` order.
+STATISTIC_COLUMNS = (TIED_WITH_BEST, P_VALUE_VS_BEST, DIFFERENCE_VS_BEST, *ci_names(DIFFERENCE_VS_BEST))
 
 
 def default_positive_label(classes: Sequence[str]) -> Optional[str]:

@@ -28,6 +28,8 @@ The modules, in the order data flows through them:
 ``workers``        running tasks: in process, joblib, or killable worker processes
 ``fold_cache``     the on-disk cache of finished tasks and its keys
 ``tables``         the ``folds``/``predictions`` frames and the results table
+``statistics``     subject-level bootstrap, corrected resampled t-test (plain functions)
+``uncertainty``    the interval and tie columns of the results table
 ``result``         :class:`ComparisonResult`
 ``comparison``     :func:`compare`, which ties them together
 =================  ==========================================================
@@ -39,7 +41,7 @@ pandas and scikit-learn load on use, so worker processes start fast.
 from ..exceptions import EvaluationError
 from ..schema import METRICS
 from .comparison import compare
-from .metrics import roc_auc, score_fold
+from .metrics import binary_auc, confusion_matrix, roc_auc, score_fold
 from .options import CheckedOptions, check_dataset, check_options
 from .result import ComparisonResult
 from .splits import Split, plan_splits
@@ -51,9 +53,11 @@ __all__ = [
     "ComparisonResult",
     "EvaluationError",
     "Split",
+    "binary_auc",
     "check_dataset",
     "check_options",
     "compare",
+    "confusion_matrix",
     "plan_splits",
     "roc_auc",
     "score_fold",

@@ -20,7 +20,9 @@ from .fold_cache import FoldCache, digest, estimator_signature, task_key
 from .options import check_dataset, check_options, labelled_sets, resolve_n_jobs
 from .result import ComparisonResult
 from .splits import Split, audit_sentence, cv_groups, plan_splits
+from .statistics import DEFAULT_ALPHA, DEFAULT_RESAMPLES
 from .tables import fold_tables, summarise
+from .uncertainty import add_statistics
 from .workers import run_in_process, run_killable
 
 if TYPE_CHECKING:
@@ -33,7 +35,8 @@ def compare(feature_sets, *, classifiers: Union[str, Sequence[str], None] = None
             cv: int = 5, repeats: int = 1, split: str = "cv", seed: int = DEFAULT_SEED,
             sort: str = DEFAULT_SORT, positive_label: Optional[str] = None, timeout: Optional[float] = None,
             n_jobs: int = 1, audit: bool = True, merge_duplicates: bool = True, cache_dir=None,
-            progress: bool = True) -> ComparisonResult:
+            progress: bool = True, alpha: float = DEFAULT_ALPHA,
+            n_bootstrap: int = DEFAULT_RESAMPLES) -> ComparisonResult:
     """Compare classifiers over one or more feature sets, honestly.
 
     Parameters
@@ -71,6 +74,11 @@ def compare(feature_sets, *, classifiers: Union[str, Sequence[str], None] = None
         :func:`leukbench.cache.default_cache_dir`, ``False`` disables it.
     progress : bool
         Show a progress bar on stderr.
+    alpha : float
+        Level of the statistics: ``1 - alpha`` intervals, and a row is tied
+        with the best when its Holm-adjusted p-value is at least ``alpha``.
+    n_bootstrap : int
+        Subject-level bootstrap resamples of the intervals (0: none).
 
     Returns
     -------
@@ -85,7 +93,8 @@ def compare(feature_sets, *, classifiers: Union[str, Sequence[str], None] = None
     """
     sets = labelled_sets(feature_sets)
     names, table_sort = check_options(classifiers=classifiers, battery=battery, split=split, cv=cv,
-                                      repeats=repeats, sort=sort, timeout=timeout, n_jobs=n_jobs)
+                                      repeats=repeats, sort=sort, timeout=timeout, n_jobs=n_jobs,
+                                      alpha=alpha, n_bootstrap=n_bootstrap)
     classes = check_dataset(sets, split=split, positive_label=positive_label)
     if positive_label is None:
         positive_label = default_positive_label(classes)
@@ -103,8 +112,12 @@ def compare(feature_sets, *, classifiers: Union[str, Sequence[str], None] = None
     notes = plans.notes
     params = _run_params(names, battery, split, cv, repeats, seed, table_sort, positive_label, timeout,
                          n_jobs, audit, merge_duplicates, sets, notes)
+    params.update(alpha=alpha, n_bootstrap=n_bootstrap)
+    table = add_statistics(summarise(folds, sets, names, table_sort), folds, preds, classes=classes,
+                           positive_label=positive_label, groups=plans.groups_by_image(sets), alpha=alpha,
+                           n_bootstrap=n_bootstrap, seed=seed, sort=table_sort)
     return ComparisonResult(
-        table=summarise(folds, sets, names, table_sort), folds=folds, predictions=preds,
+        table=table, folds=folds, predictions=preds,
         audit=plans.audit_output(sets), cv_description=plans.description, classes=classes,
         positive_label=positive_label, params=params, feature_sets_info=_sets_info(sets),
         n_cached=n_cached, n_computed=n_computed, notes=notes,
@@ -117,6 +130,7 @@ class _SplitPlan:
 
     audit: Any  # AuditReport or None
     splits: List[Split]
+    groups: Optional[np.ndarray]  # the cross-validation group of each image, None: images alone
     description: str
     notes: List[str]
 
@@ -143,6 +157,15 @@ class _ImageSetPlans:
 
     def splits_of(self, set_index: int) -> List[Split]:
         return self.plans[self.set_keys[set_index]].splits
+
+    def groups_by_image(self, sets: Sequence[FeatureSet]) -> Dict[str, Dict[str, str]]:
+        """Feature-set name -> (image id -> cross-validation group); images without one are left out."""
+        out = {}
+        for i, fs in enumerate(sets):
+            groups = self.plans[self.set_keys[i]].groups
+            out[fs.name] = ({} if groups is None else
+                            {str(image): str(g) for image, g in zip(fs.ids, groups) if g is not None})
+        return out
 
     @property
     def description(self) -> str:
@@ -175,7 +198,7 @@ def _plan(fs: FeatureSet, *, split: str, cv: int, repeats: int, seed: int, audit
     groups, n_unknown = cv_groups(fs, report)
     splits, desc, notes = plan_splits(np.asarray(fs.y, dtype=object), groups, fs.splits, scheme=split, cv=cv,
                                       repeats=repeats, seed=seed, n_without_subject=n_unknown)
-    return _SplitPlan(report, splits, desc + audit_sentence(report, merge_duplicates, split), notes)
+    return _SplitPlan(report, splits, groups, desc + audit_sentence(report, merge_duplicates, split), notes)
 
 
 def _prepare(fs: FeatureSet, encoding: Dict[str, int]) -> PreparedSet:

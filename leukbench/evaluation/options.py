@@ -34,11 +34,12 @@ import numpy as np
 from .._validation import Interval, invalid, validate_params
 from ..exceptions import EvaluationError, InvalidParameterError
 from ..schema import DEFAULT_SORT, TABLE_NAMES, TIME_COLUMNS
+from .statistics import DEFAULT_ALPHA, DEFAULT_RESAMPLES
 
 if TYPE_CHECKING:
     from ..featureset import FeatureSet
 
-__all__ = ["CheckedOptions", "check_options", "check_dataset"]
+__all__ = ["CheckedOptions", "SCHEMES", "check_options", "check_dataset"]
 
 SCHEMES = ("cv", "predefined")
 
@@ -52,12 +53,13 @@ class CheckedOptions(NamedTuple):
 
 def check_options(*, classifiers=None, battery: str = "default", split: str = "cv", cv: int = 5,
                   repeats: int = 1, sort: str = DEFAULT_SORT, timeout: Optional[float] = None,
-                  n_jobs: Optional[int] = 1) -> CheckedOptions:
+                  n_jobs: Optional[int] = 1, alpha: float = DEFAULT_ALPHA,
+                  n_bootstrap: int = DEFAULT_RESAMPLES) -> CheckedOptions:
     """Validate :func:`compare`'s options before any work.
 
     Parameters
     ----------
-    classifiers, battery, split, cv, repeats, sort, timeout, n_jobs
+    classifiers, battery, split, cv, repeats, sort, timeout, n_jobs, alpha, n_bootstrap
         As in :func:`~leukbench.evaluation.compare`.
 
     Returns
@@ -94,6 +96,8 @@ def check_options(*, classifiers=None, battery: str = "default", split: str = "c
         raise invalid("timeout", f"must be a positive number of seconds or None (got {timeout!r})")
     if n_jobs == 0:
         raise invalid("n_jobs", "is 0, which is not a number of jobs; use 1, N, or -1 for all cores")
+    validate_params({"alpha": alpha, "n_bootstrap": n_bootstrap},
+                    {"alpha": [Interval(float, 0, 0.5, open_low=True)], "n_bootstrap": [Interval(int, 0, None)]})
     return CheckedOptions(names, sort_column(sort))
 
 

@@ -1,8 +1,11 @@
 """The results table as text: markdown, CSV and HTML, and the CLI's closing summary.
 
-Human-readable tables show metrics as ``mean ± std`` and, for rows that
-failed, the status word in every score cell; the CSV keeps full-precision
-numbers in separate ``<name> Std`` columns.
+Human-readable tables show metrics as ``mean ± std`` (followed by the
+``[low, high]`` confidence interval where the comparison computed one) and,
+for rows that failed, the status word in every score cell; they end with the
+``Tied With Best`` column. The CSV keeps full-precision numbers in separate
+``<name> Std``, ``<name> CI Low`` / ``CI High`` columns, and the p-value and
+difference against the best row.
 """
 
 from __future__ import annotations
@@ -17,15 +20,18 @@ from ..exceptions import InvalidParameterError
 from ..schema import (
     ID_COLUMNS,
     METRIC_COLUMNS,
+    STATISTIC_COLUMNS,
     STATUS_OK,
     TAIL_COLUMNS,
+    TIED_WITH_BEST,
     TIME_COLUMNS,
+    ci_names,
     std_name,
 )
 from ._result import fit_counts, is_missing, is_ok, result_table, short_status
 from .data_checks import audit_oneline
 
-__all__ = ["format_table", "markdown_summary", "format_number", "mean_std"]
+__all__ = ["format_table", "markdown_summary", "format_number", "mean_std", "with_interval"]
 
 #: Longest ``Status`` cell of ``table.md`` (longer reasons end in "…").
 STATUS_MAX_MD = 120
@@ -64,9 +70,23 @@ def mean_std(mean, std, digits: int) -> str:
     return text
 
 
+def with_interval(text: str, low, high, digits: int) -> str:
+    """``text`` followed by the interval ``[low, high]`` when both ends are known.
+
+    Example
+    -------
+    >>> with_interval("0.812 ± 0.050", 0.7811, 0.8402, 3)
+    '0.812 ± 0.050 [0.781, 0.840]'
+    """
+    if is_missing(low) or is_missing(high):
+        return text
+    return f"{text} [{format_number(low, digits)}, {format_number(high, digits)}]"
+
+
 def _known_columns() -> set:
     known = set(ID_COLUMNS) | set(TAIL_COLUMNS) | set(METRIC_COLUMNS) | set(TIME_COLUMNS)
     known |= {std_name(c) for c in METRIC_COLUMNS + TIME_COLUMNS}
+    known |= {name for c in METRIC_COLUMNS for name in ci_names(c)} | set(STATISTIC_COLUMNS)
     return known
 
 
@@ -83,6 +103,8 @@ def _display_columns(table: pd.DataFrame, include_times: bool) -> List[str]:
     if include_times:
         cols += [c for c in TIME_COLUMNS if c in table.columns]
     cols += [c for c in TAIL_COLUMNS if c in table.columns]
+    if TIED_WITH_BEST in table.columns:
+        cols.append(TIED_WITH_BEST)
     return cols + _extra_columns(table, include_times)
 
 
@@ -90,8 +112,10 @@ def _score_cell(row: pd.Series, column: str, digits: int) -> str:
     """A metric or time cell: ``mean ± std``, or what stands in for a missing value."""
     value = row[column]
     if not is_missing(value):
-        return mean_std(value, row.get(std_name(column), np.nan),
-                        digits if column in METRIC_COLUMNS else 2)
+        if column in TIME_COLUMNS:
+            return mean_std(value, row.get(std_name(column), np.nan), 2)
+        low, high = (row.get(name, np.nan) for name in ci_names(column))
+        return with_interval(mean_std(value, row.get(std_name(column), np.nan), digits), low, high, digits)
     if column in TIME_COLUMNS:
         return "—"
     status = row.get("Status", STATUS_OK)
@@ -137,10 +161,9 @@ def _csv_table(table: pd.DataFrame, include_times: bool) -> str:
     cols = [c for c in ID_COLUMNS if c in table.columns]
     for c in METRIC_COLUMNS + (TIME_COLUMNS if include_times else ()):
         if c in table.columns:
-            cols.append(c)
-            if std_name(c) in table.columns:
-                cols.append(std_name(c))
+            cols += [name for name in (c, std_name(c), *ci_names(c)) if name in table.columns]
     cols += [c for c in TAIL_COLUMNS if c in table.columns]
+    cols += [c for c in STATISTIC_COLUMNS if c in table.columns]
     cols += _extra_columns(table, include_times)
     out = table[cols].copy()
     if "Folds" in out.columns:
