@@ -1,4 +1,4 @@
-"""Shared fixtures: generated C-NMC-like data sets and the optional real data."""
+"""Shared fixtures: generated C-NMC-like data sets, a light extractor and the optional real data."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+from leukbench.features.base import Extractor, ExtractorConfig, register_extractor
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -65,6 +67,37 @@ def make_cnmc_release(root: Path, seed: int = 0) -> Path:
     for i in range(1, 3):
         Image.fromarray(cell_image(rng, "all")).save(test / f"{i}.bmp")
     return root
+
+
+class ChannelStats(Extractor):
+    """A light real extractor for pipeline tests: per-channel mean/std/percentiles."""
+
+    batch_size = 4
+
+    def __init__(self, segment=False, grayscale=False, fail_after=None):
+        self.config = ExtractorConfig(name="chanstats", kind="handcrafted", segment=segment, grayscale=grayscale)
+        self.fail_after = fail_after
+        self.calls = 0
+
+    @property
+    def feature_names(self):
+        return [f"chanstats.{c}.{s}" for c in "rgb" for s in ("mean", "std", "p90")]
+
+    def prepare(self, image):
+        x = image.reshape(-1, 3).astype(np.float64)
+        return np.concatenate([x.mean(0), x.std(0), np.percentile(x, 90, axis=0)]).reshape(3, 3).T.ravel()
+
+    def compute(self, items):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt  # the user presses Ctrl-C mid-run
+        return np.stack(items).astype(np.float32)
+
+
+@register_extractor("chanstats")
+def chanstats_factory(*, segment=False, grayscale=False, **_):
+    """``chanstats``: what the extraction and command-line tests extract."""
+    return ChannelStats(segment=segment, grayscale=grayscale)
 
 
 @pytest.fixture

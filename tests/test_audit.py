@@ -110,6 +110,16 @@ def test_bundled_sample_duplicates_are_found():
     assert rep.merged_subjects == [("H2", "H4")]
 
 
+def near_pairs(packed, threshold):
+    """``(i, j, distance)`` of the difference hashes (rows of ``packed``) within ``threshold`` bits,
+    as :func:`audit_leakage` reports them: no subjects, so every image is a group of its own and
+    every close pair is leakage."""
+    rep = audit_leakage(dhashes=[row.tobytes().hex() for row in packed], near_threshold=threshold)
+    assert set(rep.pairs.kind) <= {"near-identical"}  # no pixel hashes given
+    return sorted(zip(rep.pairs.id_a.astype(int).tolist(), rep.pairs.id_b.astype(int).tolist(),
+                      rep.pairs.distance.tolist()))
+
+
 def test_near_pair_search_matches_brute_force(monkeypatch):
     from leukbench import audit
 
@@ -125,15 +135,14 @@ def test_near_pair_search_matches_brute_force(monkeypatch):
         return sorted(zip(i.tolist(), j.tolist(), d[i, j].tolist()))
 
     for t in (0, 3, 10, 16):
-        i, j, d = audit._near_pairs(packed, t)
-        assert sorted(zip(i.tolist(), j.tolist(), d.tolist())) == brute(t), t
+        assert near_pairs(packed, t) == brute(t), t
     # tiny chunks and the pre-NumPy-2 popcount give the same answer
     monkeypatch.delattr(np, "bitwise_count", raising=False)
+    # no public function takes the chunk size (2,000,000 pairs): the pair generator itself, in chunks of 4
     chunks = list(audit._run_pairs(np.arange(7), np.zeros(7, int), max_pairs=4))
     assert sorted((int(a), int(b)) for x, y in chunks for a, b in zip(x, y)) == \
         [(a, b) for a in range(7) for b in range(a + 1, 7)]
-    i, j, d = audit._near_pairs(packed, 16)
-    assert sorted(zip(i.tolist(), j.tolist(), d.tolist())) == brute(16)
+    assert near_pairs(packed, 16) == brute(16)
 
 
 def test_missing_hashes_and_bad_input():

@@ -5,19 +5,22 @@ from __future__ import annotations
 import errno
 import functools
 import inspect
+import json
+import sys
 
+import pandas as pd
 import pytest
 
 import leukbench
 from leukbench import cli
-from leukbench._validation import invalid
 from leukbench.classifiers import BATTERIES
-from leukbench.datasets import LAYOUTS
+from leukbench.datasets import LAYOUTS, load_sample
 from leukbench.evaluation.options import SCHEMES
 from leukbench.exceptions import (
     CacheError,
     DatasetError,
     ExtractionError,
+    InvalidParameterError,
     MissingDependencyError,
     UnknownClassifierError,
 )
@@ -52,6 +55,11 @@ def extract_raises(monkeypatch):
         monkeypatch.setattr(leukbench.extraction, "extract_all", fail)
 
     return patch
+
+
+def invalid(name, requirement):
+    """The error the library's parameter checks raise for ``name`` (its text and its parts)."""
+    return InvalidParameterError(f"{name} {requirement}", parameter=name, requirement=requirement)
 
 
 def raising_function(exc):
@@ -238,3 +246,150 @@ def test_a_reader_that_leaves_the_pipe_is_no_bug(tmp_path, capsys, extract_raise
     extract_raises(BrokenPipeError(32, "Broken pipe"))
     code, _, err = run(extract_argv(tmp_path), capsys)
     assert code == 141 and "bug" not in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------
+# extract, run for real (``chanstats``: the light extractor of tests/conftest.py)
+# ---------------------------------------------------------------------------
+
+
+def test_extract_of_nothing_readable_exits_1_with_the_summary(tmp_path, capsys):
+    d = tmp_path / "d"
+    for cls in ("all", "hem"):
+        (d / cls).mkdir(parents=True)
+        (d / cls / f"UID_1_1_1_{cls}.bmp").write_bytes(b"garbage")
+    assert cli.main(["extract", str(d), "--features", "chanstats", "--cache-dir", str(tmp_path / "c"), "-q"]) == 1
+    out, err = capsys.readouterr()
+    # the summary still says what was found and why nothing was usable
+    assert "images found 2, extracted 0, from cache 0, skipped 2" in out
+    assert "skipped 2: not a recognised image format" in out
+    assert err.startswith("leukbench: error:") and "no image could be read" in err and "Traceback" not in err
+
+
+def test_cli_extract_summary(cnmc_folders, tmp_path, capsys):
+    code = cli.main(["extract", str(cnmc_folders), "--features", "chanstats",
+                     "--cache-dir", str(tmp_path / "c"), "-q", "--num-workers", "0"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "images found 18, extracted 18, from cache 0, skipped 0" in out
+    assert "features cached in" in out
+
+
+def test_cli_bad_input_is_one_line(tmp_path, capsys):
+    code = cli.main(["extract", str(tmp_path / "missing"), "--cache-dir", str(tmp_path / "c"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("leukbench: error:") and "no such folder" in err
+    assert "Traceback" not in err
+
+
+def test_cli_precision_checked_before_work(tmp_path, capsys):
+    code = cli.main(["extract", "--precision", "float16", "--device", "cpu",
+                     "--cache-dir", str(tmp_path / "c"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("leukbench: error:") and "--precision bfloat16" in err
+    assert "Traceback" not in err and not (tmp_path / "c").exists()
+
+
+# ---------------------------------------------------------------------------
+# compare: options checked before any work, the same folds as the library
+# ---------------------------------------------------------------------------
+
+
+def test_compare_says_when_a_whole_class_was_unreadable(cnmc_folders, tmp_path, capsys):
+    for f in (cnmc_folders / "hem").iterdir():
+        f.write_bytes(b"not an image")
+    code = cli.main(["compare", str(cnmc_folders), "--features", "chanstats", "--cache-dir", str(tmp_path / "c"),
+                     "-q", "--out", str(tmp_path / "r")])
+    out, err = capsys.readouterr()
+    assert code == 2 and "no image of class hem could be read for chanstats" in err
+    assert "skipped 9: not a recognised image format" in out  # the summary said why, above the error
+
+
+def test_cli_checks_compare_options_before_extracting(tmp_path, capsys, monkeypatch):
+    for argv, message in (
+        (["--sort", "Speed"], "cannot sort by 'Speed'"),
+        (["--cv", "1"], "cv must be at least 2"),
+        (["--repeats", "0"], "repeats must be at least 1"),
+        (["--timeout", "-1"], "timeout must be a positive"),
+    ):
+        code = cli.main(["compare", str(tmp_path / "nowhere"), "--cache-dir", str(tmp_path / "c"), "-q", *argv])
+        out, err = capsys.readouterr()
+        assert code == 2 and message in err and "Traceback" not in err
+        assert "images found" not in out  # nothing was extracted first
+    (tmp_path / "a-file").write_text("x")
+    sample = str(load_sample().attrs["root"])
+    for argv, message in (  # the data exists; still nothing may be extracted before the error
+        (["--classifiers", ""], "--classifiers is empty"),
+        (["--classifiers", "-,"], "--classifiers is empty"),
+        (["--out", str(tmp_path / "a-file")], "a-file: exists and is not a folder"),
+        (["--out", str(tmp_path / "a-file" / "x")], "cannot write a folder here"),
+        (["--split", "predefined"], "found 159 train, 0 test"),
+        (["--n-jobs", "0"], "0 is not a number of jobs"),
+        (["--batch-size", "0"], "must be at least 1"),
+        (["--chunk-size", "-1"], "must be at least 1"),
+        (["--num-workers", "-1"], "must be at least 0"),
+        (["--positive-label", "ALL"], "--positive-label 'ALL' is not a class of"),
+    ):
+        try:
+            code = cli.main(["compare", sample, "--features", "handcrafted", "--cache-dir", str(tmp_path / "c"),
+                             "-q", *argv])
+        except SystemExit as exc:  # argparse's own usage error
+            code = exc.code
+        out, err = capsys.readouterr()
+        assert code == 2 and message in err and "Traceback" not in err, (argv, err)
+        assert "images found" not in out and not (tmp_path / "c").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # the --out probes left nothing
+    monkeypatch.setitem(sys.modules, "lazypredict", None)  # not installed
+    code = cli.main(["compare", str(tmp_path / "nowhere"), "--battery", "all", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "needs lazypredict" in err and "Traceback" not in err
+
+
+def test_cli_exclude_syntax_of_classifiers(monkeypatch):
+    """`--classifiers -A,-B` (the documented exclude form) is a value, not an unknown option."""
+    from leukbench.classifiers import DEFAULT_BATTERY, select_classifiers
+
+    parsed = []  # the options main() hands to the compare command, which does nothing here
+    monkeypatch.setattr(cli, "cmd_compare", lambda args: parsed.append(args) or 0)
+    for argv in (["compare", "--classifiers", "-GaussianNB,-SVC", "-q"],
+                 ["compare", "--classifiers=-GaussianNB,-SVC", "-q"]):
+        cli.main(argv)
+        args = parsed[-1]
+        assert args.classifiers == "-GaussianNB,-SVC" and args.quiet
+        assert select_classifiers(args.classifiers) == [c for c in DEFAULT_BATTERY if c not in ("GaussianNB", "SVC")]
+    cli.main(["compare", "--classifiers", "SVC", "-q"])
+    args = parsed[-1]
+    assert args.classifiers == "SVC" and args.quiet
+
+
+def test_library_seed_default_is_the_command_lines():
+    from leukbench import compare, schema
+    from leukbench.evaluation import plan_splits
+
+    assert inspect.signature(compare).parameters["seed"].default == schema.DEFAULT_SEED == 42
+    assert inspect.signature(plan_splits).parameters["seed"].default == schema.DEFAULT_SEED
+    assert cli.build_parser().parse_args(["compare"]).seed == schema.DEFAULT_SEED
+
+
+@pytest.mark.slow
+def test_library_and_command_line_give_the_same_folds(tmp_path, capsys):
+    """`leukbench.compare(fs)` in a notebook and `leukbench compare` on the same data split alike."""
+    cache = tmp_path / "cache"
+    fs = leukbench.extract(features="handcrafted", cache_dir=cache, progress=False)
+    lib = leukbench.compare(fs, classifiers="LinearDiscriminantAnalysis", cache_dir=False, progress=False)
+    out = tmp_path / "out"
+    assert cli.main(["compare", "--features", "handcrafted", "--classifiers", "LinearDiscriminantAnalysis",
+                     "--cache-dir", str(cache), "-q", "--out", str(out)]) == 0
+    capsys.readouterr()
+    cols = ["repeat", "fold", "id", "y_true", "y_pred"]
+
+    def assignment(preds):
+        return preds[cols].astype(str).sort_values(cols).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(assignment(lib.predictions), assignment(pd.read_csv(out / "predictions.csv")))
+    assert lib.params["seed"] == json.loads((out / "run.json").read_text())["params"]["seed"] == 42
+    assert lib.cv_description.split(":")[0] == "StratifiedGroupKFold(5) (seed 42)"
+    old = leukbench.compare(fs, classifiers="LinearDiscriminantAnalysis", seed=0, cache_dir=False,
+                            progress=False)
+    assert not assignment(old.predictions)[["fold", "id"]].equals(assignment(lib.predictions)[["fold", "id"]])

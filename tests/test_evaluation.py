@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 
 import numpy as np
@@ -380,62 +379,6 @@ def test_predefined_split_audit_reports_without_merging(tmp_path):
     assert "1 subject group(s) are in both the train and the test split: A1" in res.cv_description
 
 
-def test_cli_checks_compare_options_before_extracting(tmp_path, capsys, monkeypatch):
-    from leukbench import cli
-
-    for argv, message in (
-        (["--sort", "Speed"], "cannot sort by 'Speed'"),
-        (["--cv", "1"], "cv must be at least 2"),
-        (["--repeats", "0"], "repeats must be at least 1"),
-        (["--timeout", "-1"], "timeout must be a positive"),
-    ):
-        code = cli.main(["compare", str(tmp_path / "nowhere"), "--cache-dir", str(tmp_path / "c"), "-q", *argv])
-        out, err = capsys.readouterr()
-        assert code == 2 and message in err and "Traceback" not in err
-        assert "images found" not in out  # nothing was extracted first
-    (tmp_path / "a-file").write_text("x")
-    sample = str(load_sample().attrs["root"])
-    for argv, message in (  # the data exists; still nothing may be extracted before the error
-        (["--classifiers", ""], "--classifiers is empty"),
-        (["--classifiers", "-,"], "--classifiers is empty"),
-        (["--out", str(tmp_path / "a-file")], "a-file: exists and is not a folder"),
-        (["--out", str(tmp_path / "a-file" / "x")], "cannot write a folder here"),
-        (["--split", "predefined"], "found 159 train, 0 test"),
-        (["--n-jobs", "0"], "0 is not a number of jobs"),
-        (["--batch-size", "0"], "must be at least 1"),
-        (["--chunk-size", "-1"], "must be at least 1"),
-        (["--num-workers", "-1"], "must be at least 0"),
-        (["--positive-label", "ALL"], "--positive-label 'ALL' is not a class of"),
-    ):
-        try:
-            code = cli.main(["compare", sample, "--features", "handcrafted", "--cache-dir", str(tmp_path / "c"),
-                             "-q", *argv])
-        except SystemExit as exc:  # argparse's own usage error
-            code = exc.code
-        out, err = capsys.readouterr()
-        assert code == 2 and message in err and "Traceback" not in err, (argv, err)
-        assert "images found" not in out and not (tmp_path / "c").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # the --out probes left nothing
-    monkeypatch.setitem(sys.modules, "lazypredict", None)  # not installed
-    code = cli.main(["compare", str(tmp_path / "nowhere"), "--battery", "all", "-q"])
-    err = capsys.readouterr().err
-    assert code == 2 and "needs lazypredict" in err and "Traceback" not in err
-
-
-def test_cli_exclude_syntax_of_classifiers():
-    """`--classifiers -A,-B` (the documented exclude form) is a value, not an unknown option."""
-    from leukbench import cli
-    from leukbench.classifiers import DEFAULT_BATTERY, select_classifiers
-
-    for argv in (["compare", "--classifiers", "-GaussianNB,-SVC", "-q"],
-                 ["compare", "--classifiers=-GaussianNB,-SVC", "-q"]):
-        args = cli.build_parser().parse_args(cli._rejoin_dash_values(argv))
-        assert args.classifiers == "-GaussianNB,-SVC" and args.quiet
-        assert select_classifiers(args.classifiers) == [c for c in DEFAULT_BATTERY if c not in ("GaussianNB", "SVC")]
-    args = cli.build_parser().parse_args(cli._rejoin_dash_values(["compare", "--classifiers", "SVC", "-q"]))
-    assert args.classifiers == "SVC" and args.quiet
-
-
 def test_rerun_says_how_many_fits_came_from_the_cache(tmp_path):
     import json
 
@@ -554,41 +497,3 @@ def test_a_class_lost_to_unreadable_images_is_named(tmp_path):
     # compare() applies it too: a feature set without the class the others have
     with pytest.raises(EvaluationError, match="no image of class hem could be read for b"):
         run({"a": fs, "b": only_all}, tmp_path, classifiers="GaussianNB")
-
-
-def test_library_seed_default_is_the_command_lines():
-    import inspect
-
-    from leukbench import cli, schema
-
-    assert inspect.signature(compare).parameters["seed"].default == schema.DEFAULT_SEED == 42
-    assert inspect.signature(plan_splits).parameters["seed"].default == schema.DEFAULT_SEED
-    assert cli.build_parser().parse_args(["compare"]).seed == schema.DEFAULT_SEED
-
-
-@pytest.mark.slow
-def test_library_and_command_line_give_the_same_folds(tmp_path, capsys):
-    """`leukbench.compare(fs)` in a notebook and `leukbench compare` on the same data split alike."""
-    import json
-
-    import leukbench
-    from leukbench import cli
-
-    cache = tmp_path / "cache"
-    fs = leukbench.extract(features="handcrafted", cache_dir=cache, progress=False)
-    lib = leukbench.compare(fs, classifiers="LinearDiscriminantAnalysis", cache_dir=False, progress=False)
-    out = tmp_path / "out"
-    assert cli.main(["compare", "--features", "handcrafted", "--classifiers", "LinearDiscriminantAnalysis",
-                     "--cache-dir", str(cache), "-q", "--out", str(out)]) == 0
-    capsys.readouterr()
-    cols = ["repeat", "fold", "id", "y_true", "y_pred"]
-
-    def assignment(preds):
-        return preds[cols].astype(str).sort_values(cols).reset_index(drop=True)
-
-    pd.testing.assert_frame_equal(assignment(lib.predictions), assignment(pd.read_csv(out / "predictions.csv")))
-    assert lib.params["seed"] == json.loads((out / "run.json").read_text())["params"]["seed"] == 42
-    assert lib.cv_description.split(":")[0] == "StratifiedGroupKFold(5) (seed 42)"
-    old = leukbench.compare(fs, classifiers="LinearDiscriminantAnalysis", seed=0, cache_dir=False,
-                            progress=False)
-    assert not assignment(old.predictions)[["fold", "id"]].equals(assignment(lib.predictions)[["fold", "id"]])
