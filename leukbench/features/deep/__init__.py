@@ -57,8 +57,6 @@ Example
 """
 
 from ...exceptions import WeightsUnavailableError
-from ._builder import _construct as _construct  # noqa: PLC0414 - for tests of the head removal
-from ._builder import _strip_head as _strip_head  # noqa: PLC0414
 from ._builder import build_model
 from ._device import (
     PRECISIONS,
@@ -84,12 +82,8 @@ from ._folding import fold_batchnorm
 from ._hub import hub_offline_when_unreachable, hub_reachable
 from ._preprocessing import Preprocessing, preprocess_for
 from ._pretrained import lite0_file, resolve_weights, weights_id
-from ._specs import _SPECS as _SPECS  # noqa: PLC0414 - the backbone table, for tests
 from ._specs import BACKBONES, list_backbones, spec_for
 from ._state_dict import load_state_dict_file
-
-#: Former private name, kept for existing callers.
-_lite0_file = lite0_file
 
 __all__ = [
     "BACKBONES",
