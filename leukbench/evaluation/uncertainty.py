@@ -40,10 +40,11 @@ from ..schema import (
 )
 from .statistics import (
     BOOTSTRAP_METRICS,
-    bootstrap_metric,
+    Resamples,
+    bootstrap_metrics,
     corrected_resampled_ttest,
     percentile_interval,
-    subject_resample_weights,
+    subject_resamples,
 )
 
 if TYPE_CHECKING:
@@ -103,21 +104,26 @@ class _RowPredictions:
             folds.append((cols, y, pred, scores))
         return cls(ids, folds)
 
-    def bootstrap(self, metric: str, weights: np.ndarray, n_classes: int, positive: Optional[int]) -> np.ndarray:
-        """The mean over folds of ``metric`` in each resample (folds without a value left out)."""
-        per_fold = np.vstack([bootstrap_metric(metric, y, pred, scores, weights[:, cols], n_classes=n_classes,
-                                               positive=positive)
-                              for cols, y, pred, scores in self.folds])
-        finite = np.isfinite(per_fold)
-        with np.errstate(invalid="ignore"):
-            return np.where(finite.any(axis=0), np.nansum(per_fold, axis=0) / finite.sum(axis=0), np.nan)
+    def bootstrap(self, metrics: Sequence[str], weights: Resamples, n_classes: int,
+                  positive: Optional[int]) -> Dict[str, np.ndarray]:
+        """The mean over folds of each metric in each resample (folds without a value left out)."""
+        per_fold = [bootstrap_metrics(metrics, y, pred, scores, weights.take(cols), n_classes=n_classes,
+                                      positive=positive)
+                    for cols, y, pred, scores in self.folds]
+        out = {}
+        for metric in metrics:
+            values = np.vstack([fold[metric] for fold in per_fold])
+            finite = np.isfinite(values)
+            with np.errstate(invalid="ignore"):
+                out[metric] = np.where(finite.any(axis=0), np.nansum(values, axis=0) / finite.sum(axis=0), np.nan)
+        return out
 
 
 def _weights_for(row: _RowPredictions, groups: Mapping[str, str], n_bootstrap: int, seed: int,
-                 memo: Dict[Tuple[str, ...], np.ndarray]) -> np.ndarray:
-    """Resample weights of the row's images; rows over the same images share them (paired)."""
+                 memo: Dict[Tuple[str, ...], Resamples]) -> Resamples:
+    """Resamples of the row's images; rows over the same images share them (paired)."""
     if row.ids not in memo:
-        memo[row.ids] = subject_resample_weights([groups.get(i, "") for i in row.ids], n_bootstrap, seed=seed)
+        memo[row.ids] = subject_resamples([groups.get(i, "") for i in row.ids], n_bootstrap, seed=seed)
     return memo[row.ids]
 
 
@@ -148,7 +154,7 @@ def add_statistics(table: pd.DataFrame, folds: pd.DataFrame, predictions: pd.Dat
     """
     table = table.copy()
     positive = list(classes).index(positive_label) if positive_label in classes else None
-    memo: Dict[Tuple[str, ...], np.ndarray] = {}
+    memo: Dict[Tuple[str, ...], Resamples] = {}
     tie_column = tie_metric(sort)
     tie_key = _METRIC_KEYS[tie_column]
     boots: Dict[int, np.ndarray] = {}
@@ -164,11 +170,11 @@ def add_statistics(table: pd.DataFrame, folds: pd.DataFrame, predictions: pd.Dat
             continue
         encoded = _RowPredictions.of(mine, classes)
         weights = _weights_for(encoded, groups.get(row["Feature Set"], {}), n_bootstrap, seed, memo)
+        values = encoded.bootstrap(BOOTSTRAP_METRICS, weights, len(classes), positive)
         for metric in BOOTSTRAP_METRICS:
-            values = encoded.bootstrap(metric, weights, len(classes), positive)
-            table.loc[index, list(ci_names(TABLE_NAMES[metric]))] = percentile_interval(values, alpha)
-            if metric == tie_key:
-                boots[index] = values
+            table.loc[index, list(ci_names(TABLE_NAMES[metric]))] = percentile_interval(values[metric], alpha)
+        if tie_key in values:
+            boots[index] = values[tie_key]
     return _add_ties(table, folds, predictions, tie_column, alpha, boots)
 
 
