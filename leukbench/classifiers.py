@@ -19,7 +19,7 @@ True
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Dict, List, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from .exceptions import InvalidParameterError, MissingDependencyError, UnknownClassifierError
 
@@ -36,6 +36,8 @@ __all__ = [
     "select_classifiers",
     "lazypredict_battery",
     "describe_pipeline",
+    "SEARCH_SPACES",
+    "search_space",
 ]
 
 #: Bumped whenever a default pipeline or its parameters change (part of the
@@ -210,6 +212,47 @@ _FACTORIES = (_svc, _xgb, _lda, _ridge_cv, _ridge, _logreg, _linear_svc, _knn, _
 for _name, _factory in zip(DEFAULT_BATTERY, _FACTORIES):
     register_classifier(_name, _factory)
 _BUILTIN = frozenset(DEFAULT_BATTERY)
+
+
+#: The search space of each classifier's nested tuning (``compare(tune=True)``), by parameter of
+#: its estimator (``<step>__<param>`` inside a pipeline). An entry is ``("loguniform", low, high)``,
+#: ``("uniform", low, high)``, ``("randint", low, high)`` (integers low..high, both included) or a
+#: list of choices. A classifier without an entry gets no tuned row: RidgeClassifierCV chooses
+#: its alpha by its own internal cross-validation, GaussianNB has nothing worth tuning. Add an
+#: entry for a classifier of your own with ``SEARCH_SPACES["Mine"] = {...}``. The space is part
+#: of the fold-cache key of the tuned fits: editing it recomputes them.
+SEARCH_SPACES: Dict[str, Dict[str, Any]] = {
+    "SVC": {"svc__C": ("loguniform", 1e-2, 1e3), "svc__gamma": ("loguniform", 1e-5, 1e-1)},
+    "XGBClassifier": {"max_depth": ("randint", 2, 8), "learning_rate": ("loguniform", 0.01, 0.3),
+                      "n_estimators": ("randint", 50, 400)},
+    "LinearDiscriminantAnalysis": {"lineardiscriminantanalysis__solver": ["lsqr"],
+                                   "lineardiscriminantanalysis__shrinkage": ("uniform", 0.0, 1.0)},
+    "RidgeClassifier": {"ridgeclassifier__alpha": ("loguniform", 1e-3, 1e3)},
+    "LogisticRegression": {"logisticregression__C": ("loguniform", 1e-3, 1e2)},
+    "LinearSVC": {"linearsvc__C": ("loguniform", 1e-4, 1e1)},
+    "KNeighborsClassifier": {"kneighborsclassifier__n_neighbors": ("randint", 1, 30),
+                             "kneighborsclassifier__weights": ["uniform", "distance"]},
+    "RandomForestClassifier": {"max_features": ["sqrt", "log2", 0.1, 0.3, 0.5],
+                               "min_samples_leaf": ("randint", 1, 5)},
+    "ExtraTreesClassifier": {"max_features": ["sqrt", "log2", 0.1, 0.3, 0.5],
+                             "min_samples_leaf": ("randint", 1, 5)},
+    "HistGradientBoostingClassifier": {"learning_rate": ("loguniform", 0.01, 0.3),
+                                       "max_leaf_nodes": ("randint", 8, 63),
+                                       "l2_regularization": ("loguniform", 1e-4, 10.0)},
+}
+
+
+def search_space(name: str) -> Optional[Dict[str, Any]]:
+    """The search space of classifier ``name`` for nested tuning, or ``None`` when it has none.
+
+    Example
+    -------
+    >>> search_space("LogisticRegression")
+    {'logisticregression__C': ('loguniform', 0.001, 100.0)}
+    >>> search_space("GaussianNB") is None
+    True
+    """
+    return SEARCH_SPACES.get(name)
 
 
 def available_classifiers() -> List[str]:

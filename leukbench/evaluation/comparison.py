@@ -35,8 +35,8 @@ def compare(feature_sets, *, classifiers: Union[str, Sequence[str], None] = None
             cv: int = 5, repeats: int = 1, split: str = "cv", seed: int = DEFAULT_SEED,
             sort: str = DEFAULT_SORT, positive_label: Optional[str] = None, timeout: Optional[float] = None,
             n_jobs: int = 1, audit: bool = True, merge_duplicates: bool = True, cache_dir=None,
-            progress: bool = True, alpha: float = DEFAULT_ALPHA,
-            n_bootstrap: int = DEFAULT_RESAMPLES) -> ComparisonResult:
+            progress: bool = True, alpha: float = DEFAULT_ALPHA, n_bootstrap: int = DEFAULT_RESAMPLES,
+            tune: bool = False, tune_trials: int = 20, tune_budget: Optional[float] = None) -> ComparisonResult:
     """Compare classifiers over one or more feature sets, honestly.
 
     Parameters
@@ -79,6 +79,19 @@ def compare(feature_sets, *, classifiers: Union[str, Sequence[str], None] = None
         with the best when its Holm-adjusted p-value is at least ``alpha``.
     n_bootstrap : int
         Subject-level bootstrap resamples of the intervals (0: none).
+    tune : bool
+        Also run every classifier that has a search space
+        (:data:`leukbench.classifiers.SEARCH_SPACES`) tuned, as a row
+        ``"<name> (tuned)"``: on each outer training fold a random search over
+        its space, scored by balanced accuracy on inner subject-aware folds of
+        that training fold only (:mod:`leukbench.evaluation.tuning`); the
+        parameters chosen per fold are in ``folds["params"]``.
+    tune_trials : int
+        Candidates each search tries (at most).
+    tune_budget : float, optional
+        Seconds each search (one classifier, one outer fold) may take, checked
+        between candidates (the first always runs; the refit comes on top);
+        ``timeout`` still kills the whole tuned fit.
 
     Returns
     -------
@@ -94,7 +107,8 @@ def compare(feature_sets, *, classifiers: Union[str, Sequence[str], None] = None
     sets = labelled_sets(feature_sets)
     names, table_sort = check_options(classifiers=classifiers, battery=battery, split=split, cv=cv,
                                       repeats=repeats, sort=sort, timeout=timeout, n_jobs=n_jobs,
-                                      alpha=alpha, n_bootstrap=n_bootstrap)
+                                      alpha=alpha, n_bootstrap=n_bootstrap, tune=tune, tune_trials=tune_trials,
+                                      tune_budget=tune_budget)
     classes = check_dataset(sets, split=split, positive_label=positive_label)
     if positive_label is None:
         positive_label = default_positive_label(classes)
@@ -103,17 +117,25 @@ def compare(feature_sets, *, classifiers: Union[str, Sequence[str], None] = None
                                 merge_duplicates=merge_duplicates)
     encoding = {c: i for i, c in enumerate(classes)}
     prepared = [_prepare(fs, encoding) for fs in sets]
-    tasks, outcomes = _build_tasks(prepared, [plans.splits_of(i) for i in range(len(sets))], names, seed,
-                                   len(classes))
+    set_splits = [plans.splits_of(i) for i in range(len(sets))]
+    tasks, outcomes = _build_tasks(prepared, set_splits, names, seed, len(classes))
+    notes, rows, tuned = plans.notes, list(names), None
+    if tune:
+        tuned = _TunedTasks.add(tasks, outcomes, prepared, set_splits, [plans.groups_of(i) for i in range(len(sets))],
+                                names, seed=seed, n_classes=len(classes), n_trials=tune_trials, budget=tune_budget)
+        rows, notes = tuned.rows, notes + tuned.notes
     n_cached, n_computed = _run_tasks(tasks, outcomes, prepared, FoldCache(_fold_cache_root(cache_dir)),
                                       seed=seed, n_jobs=n_jobs, n_classes=len(classes), timeout=timeout,
                                       progress=progress)
+    if tuned is not None:
+        notes += tuned.notes_after(outcomes)
     folds, preds = fold_tables(sets, prepared, tasks, outcomes, classes, encoding.get(positive_label))
-    notes = plans.notes
     params = _run_params(names, battery, split, cv, repeats, seed, table_sort, positive_label, timeout,
                          n_jobs, audit, merge_duplicates, sets, notes)
-    params.update(alpha=alpha, n_bootstrap=n_bootstrap)
-    table = add_statistics(summarise(folds, sets, names, table_sort), folds, preds, classes=classes,
+    params.update(alpha=alpha, n_bootstrap=n_bootstrap, tune=tune, tune_trials=tune_trials, tune_budget=tune_budget)
+    if tuned is not None:
+        params.update(tuned.params)
+    table = add_statistics(summarise(folds, sets, rows, table_sort), folds, preds, classes=classes,
                            positive_label=positive_label, groups=plans.groups_by_image(sets), alpha=alpha,
                            n_bootstrap=n_bootstrap, seed=seed, sort=table_sort)
     return ComparisonResult(
@@ -157,6 +179,10 @@ class _ImageSetPlans:
 
     def splits_of(self, set_index: int) -> List[Split]:
         return self.plans[self.set_keys[set_index]].splits
+
+    def groups_of(self, set_index: int) -> Optional[np.ndarray]:
+        """The cross-validation group of each image of a feature set (``None``: images alone)."""
+        return self.plans[self.set_keys[set_index]].groups
 
     def groups_by_image(self, sets: Sequence[FeatureSet]) -> Dict[str, Dict[str, str]]:
         """Feature-set name -> (image id -> cross-validation group); images without one are left out."""
@@ -232,6 +258,70 @@ def _build_tasks(prepared: Sequence[PreparedSet], set_splits: Sequence[List[Spli
     return tasks, outcomes
 
 
+@dataclasses.dataclass
+class _TunedTasks:
+    """The tuned tasks of a run: the table rows they add, their tasks, and what the run says of them."""
+
+    rows: List[str]  # the table's classifier names: each classifier, then its tuned row when it has one
+    tasks: List[Task]
+    notes: List[str]
+    settings: Any  # tuning.TuningSettings
+
+    @classmethod
+    def add(cls, tasks: List[Task], outcomes: Dict[int, FitOutcome], prepared: Sequence[PreparedSet],
+            set_splits: Sequence[List[Split]], set_groups: Sequence[Optional[np.ndarray]], names: Sequence[str],
+            *, seed: int, n_classes: int, n_trials: int, budget: Optional[float]) -> "_TunedTasks":
+        """Append one tuned task per feature set x classifier with a search space x split to ``tasks``.
+
+        Each search is planned from the outer training rows alone (their labels and groups); a
+        classifier whose factory raises, or a split that allows no inner folds, fails its own task.
+        """
+        from ..classifiers import BATTERY_VERSION, make_classifier, search_space
+        from ..exceptions import LeukbenchError
+        from .tuning import TuningSettings, plan_fit, tuned_name, tuning_notes
+
+        settings = TuningSettings(n_trials, budget)
+        spaced = [n for n in names if search_space(n) is not None]
+        mine: List[Task] = []
+        for si, data in enumerate(prepared):
+            groups = set_groups[si]
+            for name in spaced:
+                try:
+                    signature, build_error = estimator_signature(make_classifier(name, seed)), None
+                except Exception as exc:  # noqa: BLE001 - a broken factory fails its own rows only
+                    signature, build_error = "", FitOutcome.failed(error_text(exc))
+                for sp in set_splits[si]:
+                    fit, error = None, build_error
+                    try:
+                        fit = plan_fit(name, search_space(name), settings, data.y[sp.train],
+                                       None if groups is None else groups[sp.train], seed)
+                    except LeukbenchError as exc:  # no inner folds possible, a malformed space
+                        error = error or FitOutcome.failed(error_text(exc))
+                    key = task_key(data.digest, tuned_name(name), signature + (fit.key_part() if fit else ""),
+                                   BATTERY_VERSION, seed, n_classes, sp)
+                    mine.append(Task(len(tasks), si, tuned_name(name), sp, key, tuning=fit))
+                    tasks.append(mine[-1])
+                    if error is not None:
+                        outcomes[mine[-1].index] = error
+        rows = [r for n in names for r in ([n, tuned_name(n)] if n in spaced else [n])]
+        notes = tuning_notes([n for n in names if n not in spaced], [t.tuning for t in mine], settings)
+        return cls(rows, mine, notes, settings)
+
+    def notes_after(self, outcomes: Dict[int, FitOutcome]) -> List[str]:
+        """What the run says of its searches once they ran (how far the budget let them go)."""
+        from .tuning import budget_note
+
+        note = budget_note([(t.tuning, outcomes.get(t.index)) for t in self.tasks], self.settings)
+        return [note] if note else []
+
+    @property
+    def params(self) -> Dict[str, Any]:
+        from .tuning import INNER_FOLDS, TUNING_VERSION
+
+        return {"tune_inner_folds": INNER_FOLDS, "tuning_version": TUNING_VERSION,
+                "tuned_classifiers": sorted({t.classifier for t in self.tasks}, key=self.rows.index)}
+
+
 def _run_tasks(tasks: Sequence[Task], outcomes: Dict[int, FitOutcome], prepared: Sequence[PreparedSet],
                fold_cache: FoldCache, *, seed: int, n_jobs: int, n_classes: int, timeout: Optional[float],
                progress: bool) -> Tuple[int, int]:
@@ -250,7 +340,7 @@ def _run_tasks(tasks: Sequence[Task], outcomes: Dict[int, FitOutcome], prepared:
                 todo.append(task)
     n_cached = sum(1 for outcome in outcomes.values() if outcome.cached)
     for task in todo:  # built here so that classifiers registered at run time also work in workers
-        task.estimator = make_classifier(task.classifier, seed)
+        task.estimator = make_classifier(task.classifier, seed) if task.tuning is None else task.tuning.build(seed)
     bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc="compare", unit="fit",
                disable=not progress, dynamic_ncols=True, leave=False)
 
@@ -262,7 +352,8 @@ def _run_tasks(tasks: Sequence[Task], outcomes: Dict[int, FitOutcome], prepared:
 
     # slowest fits first (stable within a classifier): a long fit started last
     # would leave the other workers idle at the end of the run
-    jobs = sorted(todo, key=lambda t: -COST_HINTS.get(t.classifier, 1.0))
+    jobs = sorted(todo, key=lambda t: -(COST_HINTS.get(t.classifier, 1.0) if t.tuning is None else
+                                        t.tuning.cost(COST_HINTS.get(t.tuning.classifier, 1.0))))
     try:
         if timeout:
             run_killable(jobs, prepared, n_jobs, n_classes, float(timeout), on_done)

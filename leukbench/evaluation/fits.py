@@ -10,9 +10,10 @@ so one broken model leaves the rest of the table untouched.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 import warnings
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from ..schema import STATUS_FAILED, STATUS_OK, STATUS_TIMEOUT
 from .metrics import scores_of
 from .splits import Split
 
-__all__ = ["FitOutcome", "PreparedSet", "Task", "run_task"]
+__all__ = ["FitOutcome", "PreparedSet", "Task", "run_task", "search_record"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # arrays inside: compare fields, not outcomes
@@ -29,7 +30,9 @@ class FitOutcome:
 
     ``y_pred`` (encoded classes) and ``scores`` (``(n_test, n_classes)`` or
     ``None`` when the model gives none) are set when ``status`` is ``"ok"``;
-    ``cached`` says the outcome came from the fold cache.
+    ``cached`` says the outcome came from the fold cache. For a search
+    (a tuned row), ``params`` is the JSON of the parameters it chose and
+    ``n_candidates`` how many it tried; ``""`` and 0 for any other model.
     """
 
     status: str
@@ -39,6 +42,8 @@ class FitOutcome:
     y_pred: Optional[np.ndarray] = None
     scores: Optional[np.ndarray] = None
     cached: bool = False
+    params: str = ""
+    n_candidates: int = 0
 
     @property
     def ok(self) -> bool:
@@ -69,7 +74,9 @@ class Task:
 
     ``index`` is the task's place in the run (and its id between the run and
     a worker process); ``key`` its fold-cache key; ``estimator`` the fresh,
-    unfitted model, set only while the task waits to be run.
+    unfitted model, set only while the task waits to be run; ``tuning`` the
+    :class:`~leukbench.evaluation.tuning.TunedFit` that builds the search of
+    a tuned row (``None`` for the classifier's own defaults).
     """
 
     index: int
@@ -78,6 +85,7 @@ class Task:
     split: Split
     key: str = ""
     estimator: Any = None
+    tuning: Any = None
 
 
 def error_text(exc: BaseException) -> str:
@@ -87,6 +95,35 @@ def error_text(exc: BaseException) -> str:
         text = str(exc.args[0])
     msg = text.splitlines()[0] if text else ""
     return f"{type(exc).__name__}: {msg}"[:300]
+
+
+def _json_value(value):
+    """numpy scalars as Python numbers; anything else as its repr."""
+    return value.item() if isinstance(value, np.generic) else repr(value)
+
+
+def search_record(est) -> Tuple[str, int]:
+    """The parameters a fitted search chose (sorted JSON) and the candidates it tried; ``("", 0)``
+    for an estimator that is no search.
+
+    Example
+    -------
+    >>> from sklearn.model_selection import GridSearchCV
+    >>> from sklearn.naive_bayes import GaussianNB
+    >>> X, y = np.arange(12.0).reshape(-1, 1), np.repeat([0, 1], 6)
+    >>> search_record(GridSearchCV(GaussianNB(), {"var_smoothing": [1e-9, 1e-3]}, cv=2).fit(X, y))
+    ('{"var_smoothing": 1e-09}', 2)
+    >>> search_record(GaussianNB().fit(X, y))
+    ('', 0)
+    """
+    try:
+        best = getattr(est, "best_params_", None)
+        tried = len(getattr(est, "cv_results_", {}).get("params", ()))
+    except Exception:  # noqa: BLE001 - an estimator with odd attributes is no search
+        return "", 0
+    if not isinstance(best, dict):
+        return "", 0
+    return json.dumps(best, sort_keys=True, default=_json_value), tried
 
 
 def run_task(X: np.ndarray, y: np.ndarray, est, train: np.ndarray, test: np.ndarray,
@@ -111,10 +148,12 @@ def run_task(X: np.ndarray, y: np.ndarray, est, train: np.ndarray, test: np.ndar
             y_pred = np.asarray(est.predict(X[test])).astype(np.int64)
             scores = scores_of(est, X[test], n_classes)
             t2 = time.perf_counter()
+            params, n_candidates = search_record(est)
     except BaseException as exc:  # noqa: BLE001 - isolate any failure of one model
         if isinstance(exc, KeyboardInterrupt):
             raise
         return FitOutcome.failed(error_text(exc))
     if scores is not None and scores.shape != (len(test), n_classes):
         scores = None  # e.g. a model that saw fewer classes in training
-    return FitOutcome(STATUS_OK, "", fit_time=t1 - t0, predict_time=t2 - t1, y_pred=y_pred, scores=scores)
+    return FitOutcome(STATUS_OK, "", fit_time=t1 - t0, predict_time=t2 - t1, y_pred=y_pred, scores=scores,
+                      params=params, n_candidates=n_candidates)

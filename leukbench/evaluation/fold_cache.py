@@ -2,8 +2,10 @@
 
 An entry is ``<cache_dir>/folds/<2 hex>/<key>.npz`` (written to a temporary
 file, then atomically renamed) holding the task's predictions, scores and
-times. The key (:func:`task_key`) hashes the feature matrix, labels and image
-ids, the classifier name and its full parameters (:func:`estimator_signature`),
+times (and, for a search, the parameters it chose and the candidates it
+tried). The key (:func:`task_key`) hashes the feature matrix, labels and image
+ids, the classifier name and its full parameters (:func:`estimator_signature`;
+for a tuned row also its search space, trials, budget and inner folds),
 ``BATTERY_VERSION``, the seed, the number of classes and the exact train/test
 indices. Failures and timeouts are not cached: they are retried.
 
@@ -107,9 +109,11 @@ class FoldCache:
         try:
             with np.load(path, allow_pickle=False) as z:
                 scores = z["scores"] if z["has_scores"] else None
+                search = {"params": str(z["params"]), "n_candidates": int(z["n_candidates"])} \
+                    if "params" in z.files else {}  # a search (tuned row) only
                 return FitOutcome(STATUS_OK, "", fit_time=float(z["fit_time"]),
                                   predict_time=float(z["predict_time"]), y_pred=z["y_pred"],
-                                  scores=scores, cached=True)
+                                  scores=scores, cached=True, **search)
         except Exception:  # noqa: BLE001 - a damaged entry is recomputed
             return None
 
@@ -120,12 +124,14 @@ class FoldCache:
             return
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         scores = outcome.scores
+        search = {"params": np.array(outcome.params), "n_candidates": outcome.n_candidates} \
+            if outcome.params else {}  # optional: entries of other fits are as before
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as fh:
                 np.savez(fh, y_pred=outcome.y_pred, fit_time=outcome.fit_time,
                          predict_time=outcome.predict_time, has_scores=scores is not None,
-                         scores=scores if scores is not None else np.zeros((0, 0)))
+                         scores=scores if scores is not None else np.zeros((0, 0)), **search)
             os.replace(tmp, path)
         except OSError as exc:
             raise CacheError(f"{self.root}: cannot write the fold cache ({exc.strerror or exc}); "

@@ -54,13 +54,17 @@ class CheckedOptions(NamedTuple):
 def check_options(*, classifiers=None, battery: str = "default", split: str = "cv", cv: int = 5,
                   repeats: int = 1, sort: str = DEFAULT_SORT, timeout: Optional[float] = None,
                   n_jobs: Optional[int] = 1, alpha: float = DEFAULT_ALPHA,
-                  n_bootstrap: int = DEFAULT_RESAMPLES) -> CheckedOptions:
+                  n_bootstrap: int = DEFAULT_RESAMPLES, tune: bool = False, tune_trials: int = 20,
+                  tune_budget: Optional[float] = None) -> CheckedOptions:
     """Validate :func:`compare`'s options before any work.
 
     Parameters
     ----------
     classifiers, battery, split, cv, repeats, sort, timeout, n_jobs, alpha, n_bootstrap
         As in :func:`~leukbench.evaluation.compare`.
+    tune, tune_trials, tune_budget
+        As in :func:`~leukbench.evaluation.compare`: a bool, at least 1
+        candidate, a positive number of seconds or ``None``.
 
     Returns
     -------
@@ -80,6 +84,10 @@ def check_options(*, classifiers=None, battery: str = "default", split: str = "c
     Traceback (most recent call last):
     ...
     leukbench.exceptions.InvalidParameterError: classifiers is empty; name classifiers to run, ...
+    >>> check_options(tune=True, tune_trials=0)
+    Traceback (most recent call last):
+    ...
+    leukbench.exceptions.InvalidParameterError: tune_trials must be an integer of at least 1 (got 0)
     """
     from ..classifiers import select_classifiers
 
@@ -98,6 +106,11 @@ def check_options(*, classifiers=None, battery: str = "default", split: str = "c
         raise invalid("n_jobs", "is 0, which is not a number of jobs; use 1, N, or -1 for all cores")
     validate_params({"alpha": alpha, "n_bootstrap": n_bootstrap},
                     {"alpha": [Interval(float, 0, 0.5, open_low=True)], "n_bootstrap": [Interval(int, 0, None)]})
+    validate_params({"tune": tune, "tune_trials": tune_trials, "tune_budget": tune_budget},
+                    {"tune": [bool], "tune_trials": [Interval(int, 1, None)],
+                     "tune_budget": [Interval(float, 0, None, open_low=True), None]})
+    if tune_budget is not None and not tune_budget > 0:  # NaN
+        raise invalid("tune_budget", f"must be a positive number of seconds or None (got {tune_budget!r})")
     return CheckedOptions(names, sort_column(sort))
 
 

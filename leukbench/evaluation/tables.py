@@ -1,7 +1,8 @@
 """The tables of a comparison: per-fold scores, out-of-fold predictions, and the results table.
 
 :func:`fold_tables` turns the outcome of every task into one row of
-``folds`` (scores, times, status) and the rows of ``predictions`` (one per
+``folds`` (scores, times, status; for a tuned row the chosen ``params`` as JSON
+and the ``n_candidates`` tried) and the rows of ``predictions`` (one per
 test image); :func:`summarise` makes the results table from ``folds``: one
 row per feature set x classifier, the mean and spread over folds, best first.
 A row with a failed or timed-out fold shows no scores (scores over fewer
@@ -70,7 +71,7 @@ def _fold_row(fs: FeatureSet, task: Task, outcome: FitOutcome, y: np.ndarray, n_
     else:
         row.update({m: float("nan") for m in METRICS})
     row.update(fit_time=outcome.fit_time, predict_time=outcome.predict_time, status=outcome.status,
-               error=outcome.error)
+               error=outcome.error, params=outcome.params, n_candidates=outcome.n_candidates)
     return row
 
 
