@@ -28,6 +28,7 @@ _LAZY = {
     "list_extractors": ("leukbench.features.base", "list_extractors"),
     "audit_leakage": ("leukbench.audit", "audit_leakage"),
     "write_report": ("leukbench.reporting", "write_report"),
+    "summarize": ("leukbench.reporting", "summarize"),
     "LeukbenchError": ("leukbench.exceptions", "LeukbenchError"),
 }
 

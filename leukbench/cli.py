@@ -1,4 +1,4 @@
-"""The ``leukbench`` command line: ``extract`` and ``compare``.
+"""The ``leukbench`` command line: ``extract``, ``compare`` and ``summarize``.
 
 The options and their defaults come from the library (:func:`leukbench.extract`,
 :func:`leukbench.compare` and the constants of the modules they use), so that
@@ -160,6 +160,16 @@ def _add_compare_options(p: argparse.ArgumentParser, defaults: Dict[str, Any]) -
     p.add_argument("--n-bootstrap", type=_count(0), default=defaults["n_bootstrap"], metavar="N",
                    help="subject-level bootstrap resamples of the confidence intervals; 0: none "
                         "(default: %(default)s)")
+    p.add_argument("--tune", action="store_true", default=defaults["tune"],
+                   help="also run each classifier that has a search space tuned, as '<name> (tuned)': a random "
+                        "search on subject-aware inner folds of each outer training fold only; the parameters "
+                        "chosen per fold go to folds.csv")
+    p.add_argument("--tune-trials", type=_count(1), default=defaults["tune_trials"], metavar="N",
+                   help="candidates each search tries, at most (default: %(default)s)")
+    p.add_argument("--tune-budget", type=float, default=defaults["tune_budget"], metavar="S",
+                   help="seconds each search (one classifier, one outer fold) may take, checked between "
+                        "candidates; the refit comes on top and --timeout still stops the whole tuned fit "
+                        "(default: no limit)")
     p.add_argument("--keep-duplicates", action="store_true", default=not defaults["merge_duplicates"],
                    help="do not merge subjects that share identical images (report only)")
     p.add_argument("--out", default=None, metavar="DIR",
@@ -187,7 +197,32 @@ def build_parser() -> argparse.ArgumentParser:
     cp = sub.add_parser("compare", help="extract what is missing, then compare classifiers with subject-aware CV")
     _add_data_options(cp, defaults)
     _add_compare_options(cp, defaults)
+    _add_summarize_parser(sub, defaults)
     return parser
+
+
+def _add_summarize_parser(sub, defaults: Dict[str, Any]) -> None:
+    from .reporting import summarize
+    from .schema import DEFAULT_SORT
+
+    own = _signature_defaults(summarize)
+    sm = sub.add_parser("summarize", help="rank the rows of several finished comparisons together "
+                                          "(Friedman test, critical-difference diagram)")
+    sm.add_argument("result_dirs", nargs="+", metavar="RESULT_DIR",
+                    help="results folders written by 'leukbench compare' (2 or more)")
+    sm.add_argument("--metric", default=own.get("metric", DEFAULT_SORT), metavar="METRIC",
+                    help="the table column to rank by (default: '%(default)s')")
+    sm.add_argument("--alpha", type=float, default=own.get("alpha", defaults["alpha"]), metavar="A",
+                    help="level of the Friedman and Nemenyi tests (default: %(default)s)")
+    sm.add_argument("--out", default=None, metavar="DIR",
+                    help="where ranking.md, ranking.csv and plots/ go (default: ./leukbench-results/summary-<time>)")
+
+
+def _signature_defaults(function) -> Dict[str, Any]:
+    import inspect
+
+    return {name: p.default for name, p in inspect.signature(function).parameters.items()
+            if p.default is not p.empty}
 
 
 def _extract(args, data=None):
@@ -239,7 +274,8 @@ def cmd_compare(args) -> int:
     # everything that can be checked is checked before any extraction
     check_options(classifiers=args.classifiers, battery=args.battery, split=args.split, cv=args.cv,
                   repeats=args.repeats, sort=args.sort, timeout=args.timeout, n_jobs=args.n_jobs,
-                  alpha=args.alpha, n_bootstrap=args.n_bootstrap)
+                  alpha=args.alpha, n_bootstrap=args.n_bootstrap, tune=args.tune, tune_trials=args.tune_trials,
+                  tune_budget=args.tune_budget)
     out = Path(args.out) if args.out else Path("leukbench-results") / (
         f"{Path(data).name or 'data'}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
@@ -264,6 +300,9 @@ def cmd_compare(args) -> int:
         merge_duplicates=not args.keep_duplicates,
         alpha=args.alpha,
         n_bootstrap=args.n_bootstrap,
+        tune=args.tune,
+        tune_trials=args.tune_trials,
+        tune_budget=args.tune_budget,
         cache_dir=args.cache_dir or None,  # None: the default cache folder
         progress=not args.quiet,
     )
@@ -272,7 +311,20 @@ def cmd_compare(args) -> int:
     print()
     print(markdown_summary(result).rstrip("\n"))
     print(f"\nresults: {out}/ (report.html, table.md, table.csv, folds.csv, predictions.csv, "
-          "audit_pairs.csv, skipped_images.csv, run.json, plots/)")
+          "per_class.csv, calibration.csv, audit_pairs.csv, skipped_images.csv, run.json, plots/)")
+    return EXIT_OK
+
+
+def cmd_summarize(args) -> int:
+    """``leukbench summarize``: one ranking over several results folders."""
+    from .reporting import summarize
+
+    out = Path(args.out) if args.out else Path("leukbench-results") / f"summary-{time.strftime('%Y%m%d-%H%M%S')}"
+    _check_writable_folder(out, "--out")
+    summary = summarize(args.result_dirs, metric=args.metric, alpha=args.alpha)
+    summary.save(out)
+    print(summary.to_markdown().rstrip("\n"))
+    print(f"\nresults: {out}/ (ranking.md, ranking.csv, plots/critical_difference.png)")
     return EXIT_OK
 
 
@@ -358,6 +410,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.command == "extract":
             return cmd_extract(args)
+        if args.command == "summarize":
+            return cmd_summarize(args)
         return cmd_compare(args)
     except ExtractionError as exc:
         for s in exc.summaries:  # what was found and why it was skipped

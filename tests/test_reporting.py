@@ -591,7 +591,8 @@ def test_write_report_full(tmp_path):
         assert (out / f).is_file() and (out / f).stat().st_size > 0, f
     pngs = sorted(p.name for p in (out / "plots").glob("*.png"))
     assert pngs == sorted(["class_balance.png", "sample_grid.png", "metric_bars.png",
-                           "roc_curves.png", "confusion_matrices.png"])
+                           "roc_curves.png", "confusion_matrices.png", "calibration.png",
+                           "critical_difference.png"])
     for p in (out / "plots").glob("*.png"):
         with Image.open(p) as im:
             im.verify()

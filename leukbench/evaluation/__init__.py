@@ -30,6 +30,10 @@ The modules, in the order data flows through them:
 ``tables``         the ``folds``/``predictions`` frames and the results table
 ``statistics``     subject-level bootstrap, corrected resampled t-test (plain functions)
 ``uncertainty``    the interval and tie columns of the results table
+``ranking``        ranks over blocks, Friedman and Nemenyi (``leukbench summarize``)
+``per_class``      per-class precision, recall and F1 of each row
+``calibration``    expected calibration error and reliability curves
+``tuning``         nested subject-aware search of the tuned rows
 ``result``         :class:`ComparisonResult`
 ``comparison``     :func:`compare`, which ties them together
 =================  ==========================================================

@@ -125,3 +125,53 @@ class ComparisonResult:
         from ..reporting import plot_confusion_matrices
 
         return plot_confusion_matrices(self, top=top, **kw)
+
+    def per_class(self) -> pd.DataFrame:
+        """Per-class precision, recall, F1 and support of every successful row (``per_class.csv``).
+
+        Each class's scores are computed per test fold and given as mean and
+        std over the folds that hold the class, as the table's are; see
+        :func:`leukbench.evaluation.per_class.per_class_table`.
+
+        Returns
+        -------
+        DataFrame
+            One row per feature set × model × class, best rows first.
+        """
+        from ..reporting.report import per_class_frame
+
+        return per_class_frame(self)
+
+    def calibration(self, n_bins: int = 10) -> pd.DataFrame:
+        """Expected calibration error of every successful row (``calibration.csv``).
+
+        See :func:`leukbench.evaluation.calibration.calibration_table`; ``ECE``
+        is NaN for a row whose scores are not probabilities.
+
+        Returns
+        -------
+        DataFrame
+            ``Feature Set, Model, Scores, ECE, n_bins, n``, best rows first.
+        """
+        from ..reporting.report import calibration_frame
+
+        return calibration_frame(self, n_bins=n_bins)
+
+    def plot_calibration(self, top: int = 3, n_bins: int = 10, **kw):
+        """Reliability diagram of the best ``top`` successful rows, with their ECE.
+
+        Parameters
+        ----------
+        top : int
+        n_bins : int
+            Equal-width probability bins.
+        **kw
+            ``ax``: a matplotlib Axes to draw into.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        from ..reporting.calibration_plot import plot_calibration
+
+        return plot_calibration(self, top=top, n_bins=n_bins, **kw)

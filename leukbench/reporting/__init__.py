@@ -3,8 +3,10 @@
 Everything here works on a *comparison result*: any object with the attributes
 of :class:`leukbench.evaluation.ComparisonResult` (``table``, ``folds``,
 ``predictions``, ``audit``, ``cv_description``, ``classes``,
-``positive_label``, ``params``, ``feature_sets_info``).  Nothing is imported
-from :mod:`leukbench.evaluation`, so fakes work as well as real results.
+``positive_label``, ``params``, ``feature_sets_info``), so fakes work as well
+as real results. The numbers drawn here come from :mod:`leukbench.evaluation`
+(``metrics`` for ROC and confusion counts, ``ranking`` for the rank tests),
+imported on use.
 
 Modules, in the order they build on each other:
 
@@ -19,6 +21,8 @@ Modules, in the order they build on each other:
     extractors, :func:`data_fingerprint`.
 ``data_checks``
     Leakage-audit pairs and summaries, :func:`skipped_images`.
+``ranking_plot``, ``summarize``
+    Critical-difference diagrams; :func:`summarize` ranks several results folders together.
 ``dataset``, ``figures``, ``html``, ``report``
     The dataset summary, the report's PNGs, ``report.html`` and
     :func:`write_report`, which writes the folder (see ``docs/reports.md``).
@@ -27,6 +31,7 @@ Modules, in the order they build on each other:
 from __future__ import annotations
 
 from ..schema import METRIC_COLUMNS, SKIPPED_COLUMNS, TIME_COLUMNS
+from .calibration_plot import plot_calibration
 from .curves import confusion_counts, roc_points
 from .data_checks import skipped_images
 from .fingerprints import data_fingerprint
@@ -39,7 +44,9 @@ from .plots import (
     plot_sample_grid,
 )
 from .provenance import Provenance
+from .ranking_plot import plot_critical_difference, rankings_of
 from .report import write_report
+from .summarize import Summary, summarize
 from .tables import format_table, markdown_summary
 
 __all__ = [
@@ -56,6 +63,11 @@ __all__ = [
     "confusion_counts",
     "data_fingerprint",
     "write_report",
+    "plot_critical_difference",
+    "plot_calibration",
+    "rankings_of",
+    "Summary",
+    "summarize",
     # importable from here before the split, and new in it
     "SKIPPED_COLUMNS",
     "skipped_images",

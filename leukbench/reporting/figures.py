@@ -13,6 +13,7 @@ from typing import Callable, Dict, List
 import pandas as pd
 
 from ._result import ok_rows, result_frame, result_table
+from .calibration_plot import plot_calibration
 from .plots import (
     plot_class_balance,
     plot_confusion_matrices,
@@ -20,6 +21,7 @@ from .plots import (
     plot_roc_curves,
     plot_sample_grid,
 )
+from .ranking_plot import plot_rankings, rankings_of
 
 __all__ = ["PLOT_TITLES", "PLOT_FILES", "clear_plots", "write_plots"]
 
@@ -30,6 +32,8 @@ PLOT_TITLES: Dict[str, str] = {
     "metric_bars.png": "Balanced accuracy per model",
     "roc_curves.png": "ROC curves of the best models",
     "confusion_matrices.png": "Confusion matrices of the best models",
+    "calibration.png": "Reliability diagram of the best models",
+    "critical_difference.png": "Ranks of the classifiers and of the feature sets (Friedman, Nemenyi)",
 }
 PLOT_FILES = tuple(PLOT_TITLES)
 
@@ -86,4 +90,19 @@ def write_plots(result, images: pd.DataFrame, plots_dir: Path, notes: List[str],
         _attempt("roc_curves.png", lambda: plot_roc_curves(result, top=3), plots_dir, made, notes)
         _attempt("confusion_matrices.png", lambda: plot_confusion_matrices(result, top=3),
                  plots_dir, made, notes)
+        _attempt("calibration.png", lambda: plot_calibration(result, top=3), plots_dir, made, notes)
+    if len(table):
+        _attempt("critical_difference.png", lambda: _ranking_figure(result), plots_dir, made, notes)
     return made
+
+
+def _ranking_figure(result):
+    """The critical-difference diagrams, or ``None`` for a table of one feature set."""
+    from ..evaluation.uncertainty import tie_metric
+
+    params = getattr(result, "params", None) or {}
+    metric = tie_metric(params.get("sort") or "Balanced Accuracy")
+    if metric not in result_table(result).columns:
+        return None
+    rankings = rankings_of(result, metric, params.get("alpha") or 0.05)
+    return plot_rankings(rankings, metric) if rankings else None

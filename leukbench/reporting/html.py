@@ -16,11 +16,11 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import pandas as pd
 
-from ._result import is_ok, row_label
+from ._result import is_missing, is_ok, row_label
 from .data_checks import audit_items, audit_summary_text
 from .figures import PLOT_TITLES
 from .provenance import FeatureSetInfo, Provenance
-from .tables import format_table
+from .tables import format_table, mean_std
 
 __all__ = ["report_html", "report_css"]
 
@@ -133,19 +133,103 @@ def _results_section(table: pd.DataFrame) -> List[str]:
     return parts
 
 
-def _plots_section(plots: Sequence[str], plots_dir: Path, notes: Sequence[str]) -> List[str]:
-    parts = ["<h2>Plots</h2>"]
-    if not plots:
-        parts.append("<p>No plots.</p>")
-    for name in plots:
-        data = base64.b64encode((plots_dir / name).read_bytes()).decode("ascii")
-        title = PLOT_TITLES.get(name, name)
-        parts.append(
-            f'<figure><img src="data:image/png;base64,{data}" alt="{_e(title)}" '
+#: Plots shown in a section of their own, not under "Plots".
+_OWN_SECTION = ("calibration.png",)
+
+#: Rows of the per-class and calibration sections (the plots show as many).
+_TOP = 3
+
+
+def _figure(name: str, plots_dir: Path) -> str:
+    data = base64.b64encode((plots_dir / name).read_bytes()).decode("ascii")
+    title = PLOT_TITLES.get(name, name)
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{_e(title)}" '
             f'data-file="plots/{_e(name)}"><figcaption>{_e(title)} '
-            f"(<code>plots/{_e(name)}</code>)</figcaption></figure>"
-        )
+            f"(<code>plots/{_e(name)}</code>)</figcaption></figure>")
+
+
+def _plots_section(plots: Sequence[str], plots_dir: Path, notes: Sequence[str],
+                   elsewhere: Sequence[str] = ()) -> List[str]:
+    """The plots but those shown ``elsewhere`` (in a section of their own), and the notes."""
+    parts = ["<h2>Plots</h2>"]
+    shown = [name for name in plots if name not in elsewhere]
+    if not shown:
+        parts.append("<p>No plots.</p>")
+    parts += [_figure(name, plots_dir) for name in shown]
     parts += [f'<p class="warn">{_e(n)}</p>' for n in notes]
+    return parts
+
+
+def _top_rows(frame: Optional[pd.DataFrame], count: str,
+              top: int = _TOP) -> Optional[pd.DataFrame]:
+    """The lines of ``frame`` that belong to its first ``top`` (feature set, model) rows;
+    ``None`` when no line has images (``count``: the column that counts them)."""
+    if frame is None or frame.empty or not (frame[count] > 0).any():
+        return None
+    keys = list(zip(frame["Feature Set"].astype(str), frame["Model"].astype(str)))
+    first = set(list(dict.fromkeys(keys))[:top])
+    return frame[[k in first for k in keys]]
+
+
+def _score_cell(r, column: str) -> str:
+    value = r[column]
+    text = "n/a" if is_missing(value) else mean_std(value, r[f"{column} Std"], 3)
+    return f'<td class="right">{_e(text)}</td>'
+
+
+def _per_class_section(per_class: Optional[pd.DataFrame]) -> List[str]:
+    parts = ["<h2>Per-class scores</h2>"]
+    rows = _top_rows(per_class, "Support")
+    if rows is None:
+        return parts + ["<p>No per-class scores (no successful row has predictions).</p>"]
+    parts.append(
+        f"<p>Precision, recall and F1 of each class for the {_TOP} best rows: mean ± std over the "
+        "test folds that hold the class, as in the results table; support = test images of the "
+        "class over all folds and repeats. Every successful row: <code>per_class.csv</code>.</p>")
+    parts.append('<table class="leukbench-per-class"><thead><tr><th class="left">row</th>'
+                 '<th class="left">class</th><th class="right">Precision</th>'
+                 '<th class="right">Recall</th><th class="right">F1 Score</th>'
+                 '<th class="right">Support</th></tr></thead><tbody>')
+    for _, r in rows.iterrows():
+        parts.append(f'<tr><td class="left">{_e(row_label(r["Feature Set"], r["Model"]))}</td>'
+                     f'<td class="left">{_e(r["Class"])}</td>'
+                     + "".join(_score_cell(r, c) for c in ("Precision", "Recall", "F1 Score"))
+                     + f'<td class="right">{_e(r["Support"])}</td></tr>')
+    parts.append("</tbody></table>")
+    return parts
+
+
+def _ece_cell(r) -> str:
+    if r["Scores"] != "probabilities":
+        why = "" if r["Scores"] == "no scores" else ", not probabilities"
+        return f"{_e(r['Scores'])}{why}: no ECE"
+    return "n/a" if is_missing(r["ECE"]) else f"{float(r['ECE']):.3f}"
+
+
+def _calibration_section(calibration: Optional[pd.DataFrame], plots: Sequence[str],
+                         plots_dir: Path) -> List[str]:
+    parts = ["<h2>Calibration</h2>"]
+    rows = _top_rows(calibration, "n")
+    if rows is None:
+        return parts + ["<p>No calibration (no successful row has predictions).</p>"]
+    n_bins = int(rows["n_bins"].iloc[0])
+    parts.append(
+        f"<p>Expected calibration error (ECE) of the {_TOP} best rows: the out-of-fold "
+        f"probabilities of all folds pooled, the top-label confidence (largest probability) put "
+        f"into {n_bins} equal-width bins, and the gap between each bin's accuracy and mean "
+        "confidence averaged with the bin's share of images (0 = calibrated). Scores count as "
+        "probabilities when they lie in [0, 1] and sum to 1 per image; decision scores of models "
+        "without <code>predict_proba</code> are not calibrated. The diagram plots each bin's "
+        "observed rate against its mean probability: for two classes the fraction of positive "
+        "images per bin of the positive class's probability, otherwise the accuracy per bin of "
+        "confidence. Every successful row: <code>calibration.csv</code>.</p>")
+    parts.append('<table class="leukbench-calibration"><thead><tr><th class="left">row</th>'
+                 '<th class="right">ECE</th><th class="right">images</th></tr></thead><tbody>')
+    for _, r in rows.iterrows():
+        parts.append(f'<tr><td class="left">{_e(row_label(r["Feature Set"], r["Model"]))}</td>'
+                     f'<td class="right">{_ece_cell(r)}</td><td class="right">{_e(r["n"])}</td></tr>')
+    parts.append("</tbody></table>")
+    parts += [_figure(name, plots_dir) for name in plots if name in _OWN_SECTION]
     return parts
 
 
@@ -189,7 +273,9 @@ def _reproduction_section(command: Optional[str]) -> List[str]:
 
 def report_html(result, table: pd.DataFrame, dataset: Dict[str, Any], provenance: Provenance,
                 plots: Sequence[str], plots_dir: Path, notes: Sequence[str],
-                skipped: Optional[Dict[str, Any]] = None) -> str:
+                skipped: Optional[Dict[str, Any]] = None, *,
+                per_class: Optional[pd.DataFrame] = None,
+                calibration: Optional[pd.DataFrame] = None) -> str:
     """The text of ``report.html``.
 
     Parameters
@@ -206,6 +292,10 @@ def report_html(result, table: pd.DataFrame, dataset: Dict[str, Any], provenance
         Warnings to show under the plots (e.g. a plot that failed).
     skipped : dict, optional
         :func:`~leukbench.reporting.data_checks.skipped_summary` of the skipped images.
+    per_class, calibration : DataFrame, optional
+        ``per_class.csv`` and ``calibration.csv`` (see
+        :func:`~leukbench.reporting.report.per_class_frame`); their sections are
+        left out when not given.
     """
     parts = _head(provenance) + _random_init_warning(provenance)
     parts += _dataset_section(dataset, list(getattr(result, "classes", None) or []),
@@ -213,7 +303,12 @@ def report_html(result, table: pd.DataFrame, dataset: Dict[str, Any], provenance
     parts += _evaluation_section(getattr(result, "cv_description", None))
     parts += _audit_section(getattr(result, "audit", None))
     parts += _results_section(table)
-    parts += _plots_section(plots, plots_dir, notes)
+    if per_class is not None:
+        parts += _per_class_section(per_class)
+    parts += _plots_section(plots, plots_dir, notes,
+                            elsewhere=_OWN_SECTION if calibration is not None else ())
+    if calibration is not None:
+        parts += _calibration_section(calibration, plots, plots_dir)
     parts += _feature_sets_section(provenance.feature_sets)
     parts += _reproduction_section(provenance.command)
     parts.append("</body></html>")

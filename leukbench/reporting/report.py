@@ -18,10 +18,12 @@ from ._result import (
     as_feature_set_list,
     fit_counts,
     is_ok,
+    ok_rows,
     result_frame,
     result_table,
     short_status,
 )
+from .curves import positive_class, row_classes
 from .data_checks import (
     audit_items,
     audit_pairs,
@@ -35,11 +37,66 @@ from .html import report_html
 from .provenance import Provenance, jsonable
 from .tables import format_table
 
-__all__ = ["write_report"]
+__all__ = ["write_report", "per_class_frame", "calibration_frame", "REPORT_FILES"]
 
 #: The files of every results folder (the PNGs under ``plots/`` come on top).
-REPORT_FILES = ("table.md", "table.csv", "folds.csv", "predictions.csv", "audit_pairs.csv",
-                "skipped_images.csv", "run.json", "report.html")
+REPORT_FILES = ("table.md", "table.csv", "folds.csv", "predictions.csv", "per_class.csv",
+                "calibration.csv", "audit_pairs.csv", "skipped_images.csv", "run.json",
+                "report.html")
+
+
+def _ok_pairs(result) -> List[tuple]:
+    """``(feature set, model)`` of the successful rows, best first."""
+    return [(str(r["Feature Set"]), str(r["Model"])) for _, r in ok_rows(result).iterrows()]
+
+
+def per_class_frame(result) -> pd.DataFrame:
+    """``per_class.csv``: per-class precision, recall and F1 of every successful row.
+
+    :func:`leukbench.evaluation.per_class.per_class_table` of the result's
+    predictions, rows in table order (mean ± std over the test folds).
+
+    Example
+    -------
+    >>> from types import SimpleNamespace
+    >>> preds = pd.DataFrame({"feature_set": "f", "classifier": "c", "fold": [0, 0, 1, 1],
+    ...                       "y_true": ["a", "b", "a", "b"], "y_pred": ["a", "b", "b", "b"]})
+    >>> table = pd.DataFrame({"Feature Set": ["f"], "Model": ["c"], "Status": ["ok"]})
+    >>> r = SimpleNamespace(table=table, predictions=preds, classes=["a", "b"])
+    >>> per_class_frame(r)[["Class", "Recall", "Support"]].values.tolist()
+    [['a', 0.5, 2], ['b', 1.0, 2]]
+    """
+    from ..evaluation.per_class import per_class_table
+
+    preds = result_frame(result, "predictions")
+    rows = _ok_pairs(result) if not preds.empty else []  # no predictions: header only
+    return per_class_table(preds, row_classes(result, preds), rows=rows)
+
+
+def calibration_frame(result, n_bins: int = 10) -> pd.DataFrame:
+    """``calibration.csv``: the expected calibration error of every successful row.
+
+    :func:`leukbench.evaluation.calibration.calibration_table` of the result's
+    predictions, rows in table order; ``ECE`` is empty for a row whose scores
+    are not probabilities (``Scores`` says what they are).
+
+    Example
+    -------
+    >>> from types import SimpleNamespace
+    >>> preds = pd.DataFrame({"feature_set": "f", "classifier": "c", "y_true": ["a", "b"],
+    ...                       "y_pred": ["a", "b"], "score_a": [0.9, 0.2], "score_b": [0.1, 0.8]})
+    >>> table = pd.DataFrame({"Feature Set": ["f"], "Model": ["c"], "Status": ["ok"]})
+    >>> r = SimpleNamespace(table=table, predictions=preds, classes=["a", "b"])
+    >>> calibration_frame(r)[["Scores", "ECE", "n"]].round(3).values.tolist()
+    [['probabilities', 0.15, 2]]
+    """
+    from ..evaluation.calibration import calibration_table
+
+    preds = result_frame(result, "predictions")
+    classes = row_classes(result, preds)
+    pos = positive_class(result, classes) if len(classes) == 2 else None
+    rows = _ok_pairs(result) if not preds.empty else []  # no predictions: header only
+    return calibration_table(preds, classes, rows=rows, n_bins=n_bins, positive=pos)
 
 
 def _to_csv_cells(df: pd.DataFrame) -> pd.DataFrame:
@@ -141,8 +198,8 @@ def write_report(result, out_dir, feature_sets=None, *, plots: bool = True) -> P
     """Write a complete results folder for a comparison.
 
     Files: ``table.md``, ``table.csv``, ``folds.csv``, ``predictions.csv``,
-    ``audit_pairs.csv``, ``skipped_images.csv``, ``run.json``, ``report.html``
-    and ``plots/*.png``
+    ``per_class.csv``, ``calibration.csv``, ``audit_pairs.csv``,
+    ``skipped_images.csv``, ``run.json``, ``report.html`` and ``plots/*.png``
     (see ``docs/reports.md`` for every file and column).
 
     Parameters
@@ -171,6 +228,9 @@ def write_report(result, out_dir, feature_sets=None, *, plots: bool = True) -> P
     fsets = as_feature_set_list(feature_sets)
     table = result_table(result)
     skipped = skipped_summary(_write_tables(result, table, fsets, out))
+    per_class, calibration = per_class_frame(result), calibration_frame(result)
+    _write_csv(per_class, out / "per_class.csv")
+    _write_csv(calibration, out / "calibration.csv")
     provenance = Provenance.collect(result, fsets)
     images = image_frame(result, fsets)
     dataset = dataset_summary(images)
@@ -181,5 +241,7 @@ def write_report(result, out_dir, feature_sets=None, *, plots: bool = True) -> P
     _write_text(out / "run.json", json.dumps(jsonable(record), indent=2, allow_nan=False) + "\n",
                 newline=None)
     _write_text(out / "report.html", report_html(result, table, dataset, provenance, made,
-                                                 out / "plots", notes, skipped), newline=None)
+                                                 out / "plots", notes, skipped,
+                                                 per_class=per_class, calibration=calibration),
+                newline=None)
     return out
