@@ -21,6 +21,8 @@ from __future__ import annotations
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
+from ._estimators import CustomClassifier, named_estimators, split_estimators
+from ._validation import invalid
 from .exceptions import InvalidParameterError, MissingDependencyError, UnknownClassifierError
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "available_classifiers",
     "make_classifier",
     "select_classifiers",
+    "CustomClassifier",
     "lazypredict_battery",
     "describe_pipeline",
     "SEARCH_SPACES",
@@ -273,6 +276,10 @@ def make_classifier(name: str, seed: int = 0):
     >>> make_classifier("RandomForestClassifier", seed=3).random_state
     3
     """
+    if isinstance(name, CustomClassifier):  # the user's own estimator: a fresh copy for each fit
+        from sklearn.base import clone
+
+        return clone(name.estimator)
     try:
         factory = _REGISTRY[name]
     except KeyError:
@@ -347,10 +354,12 @@ def select_classifiers(
 
     Parameters
     ----------
-    classifiers : str or list of str, optional
+    classifiers : str, estimator, list of str or estimators, or dict name -> estimator, optional
         Names to run (``"SVC,XGBClassifier"``), or names to drop from the
         battery when every item starts with ``-`` (``"-GaussianNB,-KNeighborsClassifier"``).
-        ``None`` runs the whole battery.
+        ``None`` runs the whole battery. A scikit-learn estimator runs under
+        its dict key, or its class name (``_2``, ``_3`` ... when taken), as a
+        :class:`CustomClassifier`.
     battery : {"default", "all"}
         ``"default"``: leukbench's 12 (:data:`DEFAULT_BATTERY`); ``"all"``:
         lazypredict's list of classifiers (:data:`BATTERIES`).
@@ -368,6 +377,13 @@ def select_classifiers(
     ['SVC', 'XGBClassifier']
     """
     base = _battery_names(battery)
+    if not isinstance(classifiers, str) and classifiers is not None:
+        names, custom = split_estimators(classifiers)
+        if custom:
+            if any(n.strip().startswith("-") for n in names):
+                raise invalid("classifiers", "either names or estimators to run, or -names to exclude, not both")
+            return named_estimators(select_classifiers(names, battery) if names else [], custom)
+        classifiers = names
     if classifiers is None or classifiers == "" or classifiers == []:
         return base
     items = [c.strip() for c in (classifiers.split(",") if isinstance(classifiers, str) else classifiers)]

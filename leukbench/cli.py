@@ -155,8 +155,8 @@ def _add_compare_options(p: argparse.ArgumentParser, defaults: Dict[str, Any]) -
     p.add_argument("--positive-label", default=defaults["positive_label"], metavar="LABEL",
                    help="positive class for binary F1/precision/recall (default: 'all' when present)")
     p.add_argument("--alpha", type=float, default=defaults["alpha"], metavar="A",
-                   help="level of the statistics: 1-A intervals, rows with a Holm-adjusted p >= A are tied "
-                        "with the best (default: %(default)s)")
+                   help="level of the statistics: 1-A intervals; a row whose test against the best gives "
+                        "p >= A is tied with it (default: %(default)s)")
     p.add_argument("--n-bootstrap", type=_count(0), default=defaults["n_bootstrap"], metavar="N",
                    help="subject-level bootstrap resamples of the confidence intervals; 0: none "
                         "(default: %(default)s)")
@@ -307,9 +307,9 @@ def cmd_compare(args) -> int:
         progress=not args.quiet,
     )
     result.params["command"] = "leukbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    print()  # the table first: a disk that fills up while saving must not lose it
+    print(markdown_summary(result).rstrip("\n"), flush=True)
     result.save(out, feature_sets=sets)
-    print()
-    print(markdown_summary(result).rstrip("\n"))
     print(f"\nresults: {out}/ (report.html, table.md, table.csv, folds.csv, predictions.csv, "
           "per_class.csv, calibration.csv, audit_pairs.csv, skipped_images.csv, run.json, plots/)")
     return EXIT_OK
@@ -390,13 +390,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     0 when done; 1 when no image could be read (the summaries say why) or
     for a bug (its traceback and a request to report it); 2 for input the
     user can fix or a machine that refuses to write (one line on stderr
-    naming the file or option and the fix); 130 when interrupted.
+    naming the file or option and the fix); 130 when interrupted (Ctrl-C),
+    143 when terminated (SIGTERM), finished work kept either way.
 
     Example
     -------
     >>> main(["compare", "--cv", "1"])  # one line on stderr: the folds must be at least 2
     2
     """
+    from ._signals import EXIT_TERMINATED, Terminated, terminate_as_interrupt
     from .exceptions import ExtractionError, InvalidParameterError, LeukbenchError
 
     try:
@@ -408,19 +410,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        if args.command == "extract":
-            return cmd_extract(args)
-        if args.command == "summarize":
-            return cmd_summarize(args)
-        return cmd_compare(args)
+        with terminate_as_interrupt():  # SIGTERM (SLURM, Kubernetes, timeout) keeps finished work too
+            if args.command == "extract":
+                return cmd_extract(args)
+            if args.command == "summarize":
+                return cmd_summarize(args)
+            return cmd_compare(args)
     except ExtractionError as exc:
         for s in exc.summaries:  # what was found and why it was skipped
             print("\n".join(s.lines()))
         return _error(str(exc), EXIT_NOTHING)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as Terminated
         print("\nleukbench: interrupted; finished work is cached, run the same command to resume",
               file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
     except InvalidParameterError as exc:  # said with the flag: --cv, not cv
         flag = _flags_by_dest(parser, args.command).get(exc.parameter)
         return _error(exc.renamed(flag) if flag else str(exc), EXIT_USAGE)

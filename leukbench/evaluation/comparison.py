@@ -43,9 +43,10 @@ def compare(feature_sets, *, classifiers: Union[str, Sequence[str], None] = None
     ----------
     feature_sets : FeatureSet, list of FeatureSet or dict name -> FeatureSet
         Unlabelled images are ignored.
-    classifiers : str or list of str, optional
-        Names to run or ``-names`` to exclude (see
-        :func:`leukbench.classifiers.select_classifiers`); default: the battery.
+    classifiers : str, estimator, list of str or estimators, or dict name -> estimator, optional
+        Names to run or ``-names`` to exclude, and scikit-learn estimators,
+        cloned for each fold (see :func:`leukbench.classifiers.select_classifiers`);
+        default: the battery.
     battery : {"default", "all"}
         leukbench's 12 classifiers, or lazypredict's list.
     cv, repeats, seed
@@ -76,7 +77,7 @@ def compare(feature_sets, *, classifiers: Union[str, Sequence[str], None] = None
         Show a progress bar on stderr.
     alpha : float
         Level of the statistics: ``1 - alpha`` intervals, and a row is tied
-        with the best when its Holm-adjusted p-value is at least ``alpha``.
+        with the best when its test against the best gives a p-value of at least ``alpha``.
     n_bootstrap : int
         Subject-level bootstrap resamples of the intervals (0: none).
     tune : bool

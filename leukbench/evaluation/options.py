@@ -115,11 +115,12 @@ def check_options(*, classifiers=None, battery: str = "default", split: str = "c
 
 
 def _is_empty_selection(classifiers) -> bool:
-    """``""``, ``"-"``, ``" , "`` or ``[]``: names asked for, but none given (``None`` is the battery)."""
-    if classifiers is None:
+    """``""``, ``"-"``, ``" , "``, ``[]`` or ``{}``: names asked for, but none given (``None`` is the
+    battery; an estimator, alone or in a list, is something to run)."""
+    if classifiers is None or callable(getattr(classifiers, "fit", None)):  # the battery, or one estimator
         return False
     items = classifiers.split(",") if isinstance(classifiers, str) else list(classifiers)
-    return not any(str(c).strip().lstrip("-") for c in items)
+    return not any(not isinstance(c, str) or c.strip().lstrip("-") for c in items)
 
 
 def check_scheme(scheme: str, cv: int, repeats: int) -> None:

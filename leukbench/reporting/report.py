@@ -116,23 +116,45 @@ def _to_csv_cells(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+#: What to do when a results file cannot be written, by errno name (the rest: the generic fix).
+_WRITE_FIXES = {
+    "ENOSPC": "the disk is full: free some space, or save to a folder on another disk (out_dir, --out)",
+    "EDQUOT": "the disk quota is used up: free some space, or save to a folder elsewhere (out_dir, --out)",
+    "EROFS": "the file system is read-only: save to a folder on a writable one (out_dir, --out)",
+}
+
+
 def _cannot_write(path: Path, exc: OSError) -> ReportError:
-    return ReportError(f"{path}: cannot be written ({exc.strerror or exc}); "
-                       "give out_dir a writable folder with free space")
+    import errno
+
+    fix = next((f for name, f in _WRITE_FIXES.items() if getattr(errno, name, None) == exc.errno),
+               "save to a writable folder with free space (out_dir, --out)")
+    return ReportError(f"{path.parent}: cannot write {path.name} ({exc.strerror or exc}); {fix}")
+
+
+def _write_atomically(path: Path, write) -> None:
+    """``write(temporary path)``, then rename it to ``path``: a failure (a full disk) leaves
+    ``path`` as it was, never half-written; raises :class:`ReportError` naming the folder."""
+    import os
+
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # pragma: no cover - the folder itself is gone or unreadable
+            pass
+        raise _cannot_write(path, exc) from exc
 
 
 def _write_text(path: Path, text: str, newline: Optional[str] = "\n") -> None:
-    try:
-        path.write_text(text, encoding="utf-8", newline=newline)
-    except OSError as exc:
-        raise _cannot_write(path, exc) from exc
+    _write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline=newline))
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    try:
-        frame.to_csv(path, index=False, lineterminator="\n")
-    except OSError as exc:
-        raise _cannot_write(path, exc) from exc
+    _write_atomically(path, lambda tmp: frame.to_csv(tmp, index=False, lineterminator="\n"))
 
 
 def _write_tables(result, table: pd.DataFrame, feature_sets: List[Any], out: Path) -> pd.DataFrame:
