@@ -4,14 +4,16 @@ Layout (all open formats)::
 
     <cache_dir>/features/<dataset name>-<hash of its root>/<extractor cache key>/
         config.json                 extractor config, feature names, dataset root
-        chunk-<time>-<rand>.parquet one row per image: id, size, mtime_ns,
-                                    pixel_hash, dhash, seg_fallback, features...
+        chunk-<time>-<rand>.parquet one row per image: id, size, mtime_ns, ctime_ns,
+                                    inode, pixel_hash, dhash, seg_fallback, features...
         chunk-...-merged.parquet    64 consecutive chunks merged (see compact)
         skipped.csv                 images skipped by the latest run, with reasons
 
 An image is taken from the cache when its ``id`` (path relative to the dataset
-root), file size and modification time all match a cached row; the newest
-chunk wins when an image was extracted twice.  Chunks are written to a
+root), file size, modification time, status-change time (ctime) and inode all
+match a cached row; the newest chunk wins when an image was extracted twice.
+Rows without ctime and inode (caches written before they were recorded) have
+an unknown identity and are extracted again.  Chunks are written to a
 temporary name and atomically renamed, so an interrupted run loses at most the
 chunk in flight and the next run continues where it stopped.
 
@@ -30,6 +32,7 @@ Example
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -44,7 +47,13 @@ import pandas as pd
 from .exceptions import CacheError
 from .features.base import ExtractorConfig
 
-META_COLUMNS = ["id", "size", "mtime_ns", "pixel_hash", "dhash", "seg_fallback"]
+META_COLUMNS = ["id", "size", "mtime_ns", "ctime_ns", "inode", "pixel_hash", "dhash", "seg_fallback"]
+#: Identity columns older caches lack; their rows read as -1 ("unknown"), which no file matches.
+_IDENTITY_COLUMNS = ["ctime_ns", "inode"]
+#: Errors that mean "this cache cannot be written" (a read-only, shared cache), not a failure.
+_READ_ONLY_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
+#: Age after which a ``.tmp-*`` file is left over from a killed run (no write takes that long).
+STALE_TEMP_SECONDS = 3600
 #: Times a read starts over when another run's compaction removed a chunk under it.
 _CONCURRENT_RETRIES = 5
 
@@ -67,18 +76,28 @@ def dataset_key(root) -> str:
 
 
 def stat_images(paths: Sequence[str]) -> tuple:
-    """File sizes and modification times (ns) of ``paths``; -1 for missing files."""
-    sizes = np.empty(len(paths), dtype=np.int64)
-    mtimes = np.empty(len(paths), dtype=np.int64)
+    """The identity of each file of ``paths``: ``(sizes, mtimes, ctimes, inodes)``, int64 arrays.
+
+    Times are in ns; everything is -1 for a missing file. The status-change
+    time (ctime) cannot be set back by ``touch -r`` or ``os.utime``, so an
+    image rewritten in place with the same size and restored mtime still
+    changes identity. Costs one ``os.stat`` per file, as size and mtime alone.
+
+    Example
+    -------
+    >>> sizes, mtimes, ctimes, inodes = stat_images(["/no/such/file.png"])
+    >>> sizes.tolist(), inodes.tolist()
+    ([-1], [-1])
+    """
+    out = np.full((4, len(paths)), -1, dtype=np.int64)
     for i, p in enumerate(paths):
         try:
             st = os.stat(p)
         except OSError:
-            sizes[i] = mtimes[i] = -1
             continue
-        sizes[i] = st.st_size
-        mtimes[i] = st.st_mtime_ns
-    return sizes, mtimes
+        ino = st.st_ino & 0xFFFFFFFFFFFFFFFF  # unsigned on some file systems: keep the 64 bits as int64
+        out[:, i] = st.st_size, st.st_mtime_ns, st.st_ctime_ns, ino - (1 << 64) if ino >> 63 else ino
+    return out[0], out[1], out[2], out[3]
 
 
 class FeatureCache:
@@ -102,6 +121,8 @@ class FeatureCache:
         self.path = self.cache_dir / "features" / dataset_key(self.dataset_root) / config.cache_key()
         self._index: Optional[pd.DataFrame] = None
         self._files: List[Path] = []
+        #: set when a write was refused because the cache is read-only (see :meth:`write_skipped`)
+        self.read_only_note: Optional[str] = None
 
     # ------------------------------------------------------------------
     def _ensure_dir(self) -> None:
@@ -136,46 +157,39 @@ class FeatureCache:
         cheap for large caches.  ``_chunk`` and ``_row`` locate each image's
         feature row (see :meth:`matrix`).
         """
-        for _attempt in range(_CONCURRENT_RETRIES):
-            if self._index is not None:
-                break
-            files = self.chunk_files()
-            frames = []
-            try:
-                for c, f in enumerate(files):
-                    try:
-                        m = pd.read_parquet(f, columns=META_COLUMNS)
-                    except FileNotFoundError:
-                        raise
-                    except Exception:  # noqa: BLE001 - a damaged chunk is ignored, its images redone
-                        continue
-                    m["_chunk"] = c
-                    m["_row"] = np.arange(len(m))
-                    frames.append(m)
-            except FileNotFoundError:
-                # another run merged chunks (compact) between the listing and the
-                # reading: its merged file holds the rows, so list the files again
-                continue
-            if frames:
-                t = pd.concat(frames, ignore_index=True)
-                t = t.drop_duplicates("id", keep="last").set_index("id")
-            else:
-                t = pd.DataFrame(columns=META_COLUMNS + ["_chunk", "_row"]).set_index("id")
-            self._files, self._index = files, t
-        if self._index is None:
+        if self._index is not None:
+            return self._index
+        listing = _read_listing(self.chunk_files, lambda f: _read_chunk(f, META_COLUMNS))
+        if listing is None:
             raise self._kept_changing()
+        files, frames = listing
+        # a damaged chunk (None) is ignored, its images redone
+        frames = [m.assign(_chunk=c, _row=np.arange(len(m))) for c, m in enumerate(frames) if m is not None]
+        if frames:
+            t = pd.concat(frames, ignore_index=True).drop_duplicates("id", keep="last").set_index("id")
+        else:
+            t = pd.DataFrame(columns=META_COLUMNS + ["_chunk", "_row"]).set_index("id")
+        self._files, self._index = files, t
         return self._index
 
-    def cached_mask(self, ids: Sequence[str], sizes: np.ndarray, mtimes: np.ndarray) -> np.ndarray:
-        """Boolean mask: which images are cached with the same size and mtime."""
+    def cached_mask(self, ids: Sequence[str], sizes: np.ndarray, mtimes: np.ndarray,
+                    ctimes: Optional[np.ndarray] = None, inodes: Optional[np.ndarray] = None) -> np.ndarray:
+        """Boolean mask: which images are cached with the same identity (:func:`stat_images`).
+
+        ``ctimes`` and ``inodes`` left out mean "unknown", which matches only
+        rows written without them.
+        """
         t = self.index()
         if not len(t):
             return np.zeros(len(ids), dtype=bool)
         pos = t.index.get_indexer(pd.Index(ids))
         hit = pos >= 0
         safe = np.where(hit, pos, 0)
-        same = (t["size"].to_numpy()[safe] == sizes) & (t["mtime_ns"].to_numpy()[safe] == mtimes)
-        return hit & same
+        same = hit
+        for column, values in zip(META_COLUMNS[1:5], (sizes, mtimes, ctimes, inodes)):
+            values = np.full(len(ids), -1, dtype=np.int64) if values is None else values
+            same = same & (t[column].to_numpy()[safe] == values)
+        return same
 
     def rows(self, ids: Sequence[str]) -> pd.DataFrame:
         """Cached metadata rows for ``ids`` in that order (all must be cached)."""
@@ -223,8 +237,15 @@ class FeatureCache:
         dhashes: Sequence[str],
         seg_fallback: Sequence[bool],
         X: np.ndarray,
+        ctimes: Optional[Iterable[int]] = None,
+        inodes: Optional[Iterable[int]] = None,
     ) -> Path:
-        """Atomically add one chunk of extracted rows."""
+        """Atomically add one chunk of extracted rows.
+
+        ``sizes``, ``mtimes``, ``ctimes`` and ``inodes`` are the images'
+        :func:`stat_images`; ``ctimes``/``inodes`` left out are stored as -1
+        (unknown).
+        """
         self._ensure_dir()
         X = np.asarray(X, dtype=np.float32)
         if X.shape != (len(ids), len(self.feature_names)):
@@ -233,6 +254,8 @@ class FeatureCache:
             "id": string_column(ids),
             "size": np.asarray(list(sizes), dtype=np.int64),
             "mtime_ns": np.asarray(list(mtimes), dtype=np.int64),
+            "ctime_ns": _int_column(ctimes, len(ids)),
+            "inode": _int_column(inodes, len(ids)),
             "pixel_hash": string_column(pixel_hashes),
             "dhash": string_column(dhashes),
             "seg_fallback": np.asarray(list(seg_fallback), dtype=bool),
@@ -243,11 +266,42 @@ class FeatureCache:
         return final
 
     def write_skipped(self, skipped: pd.DataFrame) -> Optional[Path]:
-        """Record the images the latest run skipped (``id, path, kind, reason``)."""
+        """Record the images the latest run skipped (``id, path, kind, reason``).
+
+        In a cache folder that cannot be written (read-only or shared), nothing
+        is written: returns ``None`` and sets :attr:`read_only_note`.
+        """
         self._ensure_dir()
         out = self.path / "skipped.csv"
-        _atomic_write_bytes(out, skipped.to_csv(index=False).encode())
+        try:
+            _atomic_write_bytes(out, skipped.to_csv(index=False).encode())
+        except OSError as exc:
+            if exc.errno not in _READ_ONLY_ERRNOS:
+                raise
+            self._note_read_only(exc)
+            return None
         return out
+
+    def _note_read_only(self, exc: OSError) -> None:
+        self.read_only_note = (f"the cache folder {self.path} cannot be written ({exc.strerror}): "
+                               "features were read from it, nothing was written")
+
+    def remove_stale_temporaries(self, max_age: float = STALE_TEMP_SECONDS) -> int:
+        """Remove ``.tmp-*`` files older than ``max_age`` seconds (left by a killed run).
+
+        A live run's temporary file is younger: one chunk is written in well
+        under a second, so concurrent runs never lose theirs. Files that cannot
+        be removed are left. Returns the number removed.
+        """
+        removed, now = 0, time.time()
+        for f in self.path.glob(".tmp-*") if self.path.is_dir() else []:
+            try:
+                if now - f.stat().st_mtime > max_age:
+                    f.unlink()
+                    removed += 1
+            except OSError:  # gone meanwhile, or a read-only cache
+                continue
+        return removed
 
     def compact(self, group: int = 64) -> int:
         """Merge every full run of ``group`` consecutive chunks into one file.
@@ -277,15 +331,21 @@ class FeatureCache:
                 run = []
         removed = 0
         for members in groups:
-            try:
-                table = pa.concat_tables([pq.read_table(f) for f in members])
+            try:  # chunks of older caches lack the identity columns: null there, read as unknown
+                table = pa.concat_tables([pq.read_table(f) for f in members], promote_options="default")
             except Exception:  # noqa: BLE001 - damaged or mismatched chunks stay as they are
                 continue
             ids = table.column("id").to_pylist()
             last = {id_: i for i, id_ in enumerate(ids)}
             table = table.take(pa.array(sorted(last.values()), type=pa.int64()))
             final = members[-1].with_name(members[-1].name[: -len(".parquet")] + "-merged.parquet")
-            write_table_atomically(table, final)
+            try:
+                write_table_atomically(table, final)
+            except OSError as exc:
+                if exc.errno not in _READ_ONLY_ERRNOS:
+                    raise
+                self._note_read_only(exc)
+                break
             for f in members:
                 f.unlink(missing_ok=True)
             removed += len(members)
@@ -302,26 +362,68 @@ class FeatureCache:
         return {"path": str(self.path), "chunks": len(self.chunk_files()), "bytes": self.size_bytes()}
 
 
-def copy_columns(source: FeatureCache, target: FeatureCache, ids: Sequence[str], stats: tuple,
-                 chunk_size: int = 256) -> int:
-    """Write into ``target`` the rows ``source`` has and ``target`` lacks, restricted to
-    ``target``'s feature columns (all of which ``source`` must hold).
+def read_features(folder) -> pd.DataFrame:
+    """Every cached row of one extractor's cache folder (newest per id), indexed by id.
 
-    ``stats`` is :func:`stat_images` of the images ``ids``. Used when another
-    extractor computes all of an extractor's columns (a handcrafted group and
-    ``handcrafted``). Returns the number of images copied.
+    Safe while another run writes or compacts the folder: a chunk merged away
+    between the listing and the reading makes it list the folder again.
+    Damaged chunks are left out.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> read_features(tempfile.mkdtemp()).shape
+    (0, 0)
     """
-    sizes, mtimes = stats
-    want = source.cached_mask(ids, sizes, mtimes) & ~target.cached_mask(ids, sizes, mtimes)
-    take = [i for i, ok in zip(ids, want) if ok]
-    pos = {n: k for k, n in enumerate(source.feature_names)}
-    cols = [pos[n] for n in target.feature_names]
-    for start in range(0, len(take), chunk_size):
-        part = take[start:start + chunk_size]
-        meta = source.rows(part)
-        target.write_chunk(part, meta["size"], meta["mtime_ns"], meta["pixel_hash"].tolist(),
-                           meta["dhash"].tolist(), meta["seg_fallback"], source.matrix(part)[:, cols])
-    return len(take)
+    folder = Path(folder)
+    listing = _read_listing(lambda: sorted(folder.glob("chunk-*.parquet")), _read_chunk)
+    if listing is None:
+        raise CacheError(f"{folder}: the cache kept changing while it was read (another leukbench run "
+                         "compacting it?); read it again")
+    frames = [m for m in listing[1] if m is not None]  # damaged chunks left out
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True).drop_duplicates("id", keep="last").set_index("id")
+
+
+def _read_listing(list_files, read) -> Optional[tuple]:
+    """``(files, [read(f) for f in files])``, listing again when a listed chunk disappears.
+
+    Another run's compaction may merge chunks away between the listing and
+    the reading; its merged file holds the rows. ``None`` if it kept changing.
+    """
+    for _attempt in range(_CONCURRENT_RETRIES):
+        files = list_files()
+        try:
+            return files, [read(f) for f in files]
+        except FileNotFoundError:
+            continue
+    return None
+
+
+def _read_chunk(path: Path, columns: Optional[List[str]] = None) -> Optional[pd.DataFrame]:
+    """Columns of one chunk (all by default), ``None`` if damaged; raises ``FileNotFoundError`` if gone.
+
+    Identity columns that older chunks lack, or hold as nulls after a merge
+    with newer ones, read as -1 ("unknown").
+    """
+    tries = [columns] if columns is None else [columns, [c for c in columns if c not in _IDENTITY_COLUMNS]]
+    for cols in tries:
+        try:
+            m = pd.read_parquet(path, columns=cols)
+        except FileNotFoundError:
+            raise
+        except Exception:  # noqa: BLE001 - an older chunk without the identity columns, or damaged
+            continue
+        for column in _IDENTITY_COLUMNS:
+            m[column] = m[column].fillna(-1).astype(np.int64) if column in m else np.int64(-1)
+        return m
+    return None
+
+
+def _int_column(values: Optional[Iterable[int]], n: int) -> np.ndarray:
+    """``values`` as int64, or -1 ("unknown") for each of ``n`` rows when ``None``."""
+    return np.full(n, -1, dtype=np.int64) if values is None else np.asarray(list(values), dtype=np.int64)
 
 
 def string_column(values):
@@ -370,12 +472,28 @@ def write_table_atomically(table, path: Path) -> None:
     import pyarrow.parquet as pq
 
     tmp = _tmp_beside(path)
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk or Ctrl-C: leave no temporary file behind
+        _discard(tmp)
+        raise
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = _tmp_beside(path)
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
+def _discard(tmp: Path) -> None:
+    """Remove a temporary file if it exists and can be removed."""
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        pass

@@ -29,7 +29,6 @@ Example
 [['efficientnet_lite0'], ['handcrafted'], ['efficientnet_lite0', 'handcrafted']]
 """
 
-from ..cache import copy_columns
 from ..exceptions import ExtractionError
 from ._api import (
     cached_column_source,
@@ -38,6 +37,7 @@ from ._api import (
     extract_all,
     load_feature_set,
 )
+from ._copy import copy_columns
 from ._feed import default_num_workers
 from ._run import run_extractor
 from ._spec import DEFAULT_FEATURES, parse_feature_spec

@@ -9,11 +9,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import pandas as pd
 
 from .. import datasets
-from ..cache import FeatureCache, copy_columns, default_cache_dir, stat_images
+from ..cache import FeatureCache, default_cache_dir, stat_images
 from ..exceptions import ExtractionError
 from ..features.base import Extractor, create_extractor, extractor_options
 from ..featureset import FeatureSet
 from ..schema import SKIPPED_COLUMNS
+from ._copy import copy_columns
 from ._run import run_extractor
 from ._spec import DEFAULT_FEATURES, parse_feature_spec
 from ._summary import ExtractionResult, ExtractionSummary
@@ -61,8 +62,8 @@ def load_feature_set(table: pd.DataFrame, root: str, extractor: Extractor, cache
 
     if cache is None:
         cache = FeatureCache(cache_dir, root, extractor.config, extractor.feature_names)
-    sizes, mtimes = stat_images(table["path"].tolist()) if stats is None else stats
-    present = cache.cached_mask(table["id"].tolist(), sizes, mtimes)
+    stats = stat_images(table["path"].tolist()) if stats is None else stats
+    present = cache.cached_mask(table["id"].tolist(), *stats)
     sub = table.loc[present]
     rows = cache.rows(sub["id"].tolist())
     return FeatureSet(

@@ -23,7 +23,7 @@ from ._summary import SKIPPED_IMAGE_COLUMNS, ExtractionSummary
 class _ChunkBuffer:
     """Extracted rows waiting for the cache, written in chunks of exactly ``chunk_size`` rows."""
 
-    _META = ("ids", "sizes", "mtimes", "ph", "dh", "fb")
+    _META = ("ids", "sizes", "mtimes", "ctimes", "inodes", "ph", "dh", "fb")
 
     def __init__(self, cache: FeatureCache, chunk_size: int):
         self.cache, self.chunk_size = cache, chunk_size
@@ -31,7 +31,7 @@ class _ChunkBuffer:
         self.X: List[np.ndarray] = []
 
     def add(self, rows: Sequence[tuple], X: np.ndarray) -> None:
-        """Buffer ``rows`` (``(id, size, mtime, pixel hash, dhash, fallback)`` each) and their features."""
+        """Buffer ``rows`` (``(id, size, mtime, ctime, inode, pixel hash, dhash, fallback)`` each) and features."""
         for row in rows:
             for key, value in zip(self._META, row):
                 self.meta[key].append(value)
@@ -47,7 +47,8 @@ class _ChunkBuffer:
             return
         X = np.concatenate(self.X, axis=0)
         self.cache.write_chunk(m["ids"][:n], m["sizes"][:n], m["mtimes"][:n], m["ph"][:n],
-                               m["dh"][:n], m["fb"][:n], X[:n])
+                               m["dh"][:n], m["fb"][:n], X[:n], ctimes=m["ctimes"][:n],
+                               inodes=m["inodes"][:n])
         for key in self._META:
             del m[key][:n]
         self.X[:] = [X[n:]] if n < len(X) else []
@@ -101,6 +102,7 @@ def run_extractor(
         skipped = _extract_images(extractor, cache, todo, ids, paths, stats, num_workers=num_workers,
                                   chunk_size=chunk_size, progress=progress)
     cache.compact()  # bounded number of chunk files, whatever the number of images
+    cache.remove_stale_temporaries()  # left by a run killed while writing a chunk
     return _summarize(extractor, cache, ids, stats, n_cached=int(cached.sum()),
                       n_tried=len(todo), skipped=skipped, t0=t0)
 
@@ -111,7 +113,7 @@ def _extract_images(extractor: Extractor, cache: FeatureCache, todo: np.ndarray,
     """Prepare, compute and cache the images ``todo`` (indices into ``ids``); returns the skipped rows."""
     from tqdm.auto import tqdm
 
-    sizes, mtimes = stats
+    sizes, mtimes, ctimes, inodes = stats
     if num_workers is None:
         num_workers = default_num_workers(extractor)
     num_workers = min(num_workers, max(0, len(todo) // 8))
@@ -134,7 +136,8 @@ def _extract_images(extractor: Extractor, cache: FeatureCache, todo: np.ndarray,
                 rows = []
                 for b in good:
                     j = todo[b.index]
-                    rows.append((ids[j], sizes[j], mtimes[j], *b.hashes, b.segmentation_fallback))
+                    rows.append((ids[j], sizes[j], mtimes[j], ctimes[j], inodes[j], *b.hashes,
+                                 b.segmentation_fallback))
                 buffer.add(rows, X)
             bar.update(len(batch))
     finally:
@@ -167,4 +170,5 @@ def _summarize(extractor: Extractor, cache: FeatureCache, ids: List[str], stats:
         cache_path=str(cache.path),
         skipped_csv=str(skipped_csv) if skipped_csv and len(skipped_df) else None,
         segmentation_fallback_ids=fallback_ids,
+        read_only_note=cache.read_only_note,
     )

@@ -35,6 +35,8 @@ class ExtractionSummary:
     copied_from: Optional[str] = None
     #: ids of the images where segmentation found no cell (the whole image was used)
     segmentation_fallback_ids: List[str] = dataclasses.field(default_factory=list)
+    #: set when the cache folder could not be written (a read-only, shared cache): what was not written
+    read_only_note: Optional[str] = None
 
     @property
     def images_per_second(self) -> float:
@@ -67,6 +69,8 @@ class ExtractionSummary:
             if self.skipped_csv:
                 out.append(f"  skipped images listed in {self.skipped_csv}")
         out.append(f"  features cached in {self.cache_path}")
+        if self.read_only_note:
+            out.append(f"  note: {self.read_only_note}")
         return out
 
 
