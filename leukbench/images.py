@@ -81,61 +81,134 @@ def load_image(path) -> np.ndarray:
 
     Handles BMP, JPEG, PNG, TIFF (8 and 16 bit), grayscale, RGBA (composited
     on black, the C-NMC background), palette images and EXIF orientation.
+    TIFFs PIL cannot decode (RGB float32, say) are read with :mod:`tifffile`
+    when it is installed (it comes with scikit-image) and scaled as
+    :func:`as_rgb_uint8` scales arrays.
 
     Raises
     ------
     ImageReadError
-        When the file is missing, truncated or not an image.
+        When the file is missing, empty, a symbolic-link loop, truncated or
+        not an image; its ``kind`` says which.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> empty = tempfile.NamedTemporaryFile(suffix=".png")
+    >>> try:
+    ...     load_image(empty.name)
+    ... except ImageReadError as exc:
+    ...     exc.kind
+    'empty file'
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
+    bomb = Image.DecompressionBombError
     try:
         with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            im.load()
-            mode = im.mode
-            if mode in ("RGB",):
-                arr = np.asarray(im)
-            elif mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                arr = _to_uint8(np.asarray(im))
-                arr = np.repeat(arr[..., None], 3, axis=2)
-            elif mode in ("L", "1"):
-                arr = np.asarray(im.convert("L"))
-                arr = np.repeat(arr[..., None], 3, axis=2)
-            elif mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
-                rgba = im.convert("RGBA")
-                black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-                arr = np.asarray(Image.alpha_composite(black, rgba).convert("RGB"))
-            else:  # P, CMYK, YCbCr, LAB, HSV, I;16 variants PIL converts itself
-                arr = np.asarray(im.convert("RGB"))
-    except FileNotFoundError:
-        raise ImageReadError(f"{path}: file not found", "file not found") from None
-    except PermissionError:
-        raise ImageReadError(f"{path}: permission denied; make the file readable (chmod a+r)",
-                             "permission denied") from None
-    except UnidentifiedImageError:
-        raise ImageReadError(
-            f"{path}: not a recognised image format (PIL cannot identify it); "
-            "re-export it as PNG/BMP/JPEG or remove it from the dataset",
-            "not a recognised image format",
-        ) from None
-    except Image.DecompressionBombError as exc:
-        raise ImageReadError(
-            f"{path}: {exc.args[0] if exc.args else exc} — larger than PIL's limit for one image; "
-            "downscale the file, or raise PIL.Image.MAX_IMAGE_PIXELS in Python if it is genuine",
-            "image too large for PIL",
-        ) from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageReadError(
-            f"{path}: cannot decode image ({exc.__class__.__name__}: {exc}); "
-            "re-export it as PNG/BMP/JPEG or remove it from the dataset",
-            "truncated or damaged image file",
-        ) from None
+            return _pil_to_rgb(im, path)
+    except UnidentifiedImageError as exc:
+        if path.suffix.lower() in (".tif", ".tiff") and _file_size(path) != 0:
+            return _read_tiff(path, exc)
+        raise _read_error(path, exc) from None
+    except (OSError, ValueError, SyntaxError, bomb) as exc:
+        raise _read_error(path, exc) from None
+
+
+def _pil_to_rgb(im, path: Path) -> np.ndarray:
+    """An open PIL image as a checked RGB ``uint8`` array."""
+    from PIL import Image, ImageOps
+
+    im = ImageOps.exif_transpose(im)
+    im.load()
+    mode = im.mode
+    if mode in ("RGB",):
+        arr = np.asarray(im)
+    elif mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = _to_uint8(np.asarray(im))
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    elif mode in ("L", "1"):
+        arr = np.asarray(im.convert("L"))
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    elif mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        arr = np.asarray(Image.alpha_composite(black, rgba).convert("RGB"))
+    else:  # P, CMYK, YCbCr, LAB, HSV, I;16 variants PIL converts itself
+        arr = np.asarray(im.convert("RGB"))
+    return _checked_rgb(arr, path)
+
+
+def _checked_rgb(arr: np.ndarray, path: Path) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageReadError(f"{path}: unexpected image shape {arr.shape}; expected an RGB image",
                              "unexpected image shape")
     return np.ascontiguousarray(arr, dtype=np.uint8)
+
+
+def _file_size(path: Path) -> int:
+    """Size of ``path`` in bytes; -1 when it cannot be stat'ed."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return -1
+
+
+def _read_tiff(path: Path, pil_error: Exception) -> np.ndarray:
+    """A TIFF PIL cannot decode (float32 RGB, ...), read with tifffile and scaled to ``uint8``."""
+    try:
+        import tifffile
+    except ImportError:
+        raise ImageReadError(
+            f"{path}: a TIFF PIL cannot decode (float or other sample format); install tifffile "
+            "(pip install tifffile) to read it, or re-export it as an 8- or 16-bit TIFF/PNG",
+            "TIFF needs tifffile",
+        ) from None
+    try:
+        arr = np.squeeze(tifffile.imread(str(path), key=0))
+    except Exception:  # noqa: BLE001 - tifffile cannot read it either: PIL's reason stands
+        raise _read_error(path, pil_error) from None
+    if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[2] not in (3, 4):
+        arr = np.moveaxis(arr, 0, -1)  # planar (separate) samples
+    if arr.size == 0:
+        raise _read_error(path, pil_error) from None
+    try:
+        return _checked_rgb(as_rgb_uint8(arr), path)
+    except (InvalidParameterError, ValueError):
+        raise ImageReadError(f"{path}: unexpected image shape {arr.shape}; expected an RGB image",
+                             "unexpected image shape") from None
+
+
+def _read_error(path: Path, exc: Exception) -> ImageReadError:
+    """The :class:`ImageReadError` for an exception raised while PIL read ``path``."""
+    import errno
+
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(exc, FileNotFoundError):
+        return ImageReadError(f"{path}: file not found", "file not found")
+    if isinstance(exc, PermissionError):
+        return ImageReadError(f"{path}: permission denied; make the file readable (chmod a+r)",
+                              "permission denied")
+    if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
+        return ImageReadError(f"{path}: a symbolic-link loop (the link leads back to itself); "
+                              "point it at an image file or remove it", "symbolic link loop")
+    if isinstance(exc, UnidentifiedImageError):
+        if _file_size(path) == 0:
+            return ImageReadError(f"{path}: empty file (0 bytes); copy the image again or remove it "
+                                  "from the dataset", "empty file")
+        return ImageReadError(f"{path}: not a recognised image format (PIL cannot identify it); "
+                              "re-export it as PNG/BMP/JPEG or remove it from the dataset",
+                              "not a recognised image format")
+    if isinstance(exc, Image.DecompressionBombError):
+        return ImageReadError(
+            f"{path}: {exc.args[0] if exc.args else exc} — larger than PIL's limit for one image; "
+            "downscale the file, or raise PIL.Image.MAX_IMAGE_PIXELS in Python if it is genuine",
+            "image too large for PIL")
+    return ImageReadError(f"{path}: cannot decode image ({exc.__class__.__name__}: {exc}); "
+                          "re-export it as PNG/BMP/JPEG or remove it from the dataset",
+                          "truncated or damaged image file")
 
 
 def as_rgb_uint8(image: np.ndarray) -> np.ndarray:

@@ -160,13 +160,14 @@ def test_corrupt_images_are_skipped_and_reported(cnmc_folders, tmp_path):
     listed = pd.read_csv(s.skipped_csv)
     assert set(listed["id"]) == set(s.skipped["id"])
     assert dict(zip(s.skipped["id"], s.skipped["kind"])) == {
-        "all/UID_1_9_1_all.bmp": "not a recognised image format",      # empty file
+        "all/UID_1_9_1_all.bmp": "empty file",                         # 0 bytes
         "hem/UID_H1_9_1_hem.png": "not a recognised image format",     # text named .png
         "all/UID_2_9_1_all.bmp": "truncated or damaged image file",    # cut after 200 bytes
     }
     text = "\n".join(s.lines())
     assert "skipped 3" in text and s.skipped_csv in text
-    assert "  skipped 2: not a recognised image format (e.g. " in text and " and 1 more)" in text
+    assert "  skipped 1: empty file (e.g. all/UID_1_9_1_all.bmp)" in text
+    assert "  skipped 1: not a recognised image format (e.g. hem/UID_H1_9_1_hem.png)" in text
     assert "  skipped 1: truncated or damaged image file (e.g. all/UID_2_9_1_all.bmp)" in text
     # the results folder of a comparison says what is missing, and why
     import json
@@ -178,7 +179,7 @@ def test_corrupt_images_are_skipped_and_reported(cnmc_folders, tmp_path):
     listed = pd.read_csv(out / "skipped_images.csv")
     assert list(listed.columns) == ["id", "kind", "reason"] and sorted(listed["id"]) == sorted(s.skipped["id"])
     run_json = json.loads((out / "run.json").read_text())
-    assert run_json["skipped_images"] == {"n": 3, "by_kind": {"not a recognised image format": 2,
+    assert run_json["skipped_images"] == {"n": 3, "by_kind": {"empty file": 1, "not a recognised image format": 1,
                                                               "truncated or damaged image file": 1}}
     assert "3 image(s) of the dataset could not be read" in (out / "report.html").read_text()
     again = fs.load(fs.save(tmp_path / "fs.parquet"))  # the record survives save/load

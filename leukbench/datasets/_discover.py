@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -107,6 +108,12 @@ def discover(data, layout: str = "auto", subject_regex=None, require_labels: boo
     Returns
     -------
     DataFrame with the columns of :data:`COLUMNS`, sorted by ``id``.
+    Files whose names are not valid UTF-8 cannot be ids (the cache, CSVs
+    and reports are UTF-8): they are left out with a warning that names
+    them escaped (``cell_\\xff.png``), listed in
+    ``attrs["undecodable_names"]``; ``attrs["outside_links"]`` counts the
+    images reached through symbolic links leading outside the root (they
+    are followed). :func:`summarize` mentions both.
 
     Raises
     ------
@@ -137,6 +144,7 @@ def discover(data, layout: str = "auto", subject_regex=None, require_labels: boo
     df.attrs["root"] = root
     df.attrs["layout"] = layout
     where = p if layout == "manifest" else root
+    _warn_undecodable(df, where)
     _check_label_case(df, where)
     if require_labels:
         check_labels(df, where)
@@ -154,6 +162,16 @@ def _manifest_path(p: Path) -> Path:
         f"{p}: expected one CSV manifest (columns path,label) in the folder, found {len(manifests)} "
         f"among {len(csvs)} CSV files; pass the CSV itself"
     )
+
+
+def _warn_undecodable(df: pd.DataFrame, where) -> None:
+    """Warn, naming them escaped, about the files left out for names that are not UTF-8."""
+    names = df.attrs.get("undecodable_names") or []
+    if names:
+        warnings.warn(
+            f"{where}: {len(names)} file(s) left out, their names are not valid UTF-8: "
+            f"{', '.join(names[:4])}{' ...' if len(names) > 4 else ''}; rename them "
+            "(e.g. convmv -f latin1 -t utf8 --notest -r) to include them", UserWarning, stacklevel=3)
 
 
 def _check_label_case(df: pd.DataFrame, where) -> None:
@@ -213,10 +231,20 @@ def load_sample() -> pd.DataFrame:
 
 
 def summarize(df: pd.DataFrame) -> str:
-    """One line: images, classes with counts, subjects, splits."""
+    """One line: images, classes with counts, subjects, splits, and what discovery left out or followed.
+
+    Files left out for names that are not valid UTF-8 and images reached
+    through symbolic links outside the dataset root (see :func:`discover`)
+    add a clause each.
+    """
     counts = df.loc[df["label"] != "", "label"].value_counts().sort_index()
     cls = ", ".join(f"{k} {v}" for k, v in counts.items())
     n_subj = df.loc[df["subject"] != "", "subject"].nunique()
     splits = ", ".join(f"{k} {v}" for k, v in df["split"].value_counts().sort_index().items())
     subj = f"{n_subj} subjects" if n_subj else "no subject ids"
-    return f"{len(df)} images ({cls}); {subj}; splits: {splits}"
+    notes = ""
+    if df.attrs.get("undecodable_names"):
+        notes += f"; {len(df.attrs['undecodable_names'])} left out (names not valid UTF-8)"
+    if df.attrs.get("outside_links"):
+        notes += f"; {df.attrs['outside_links']} through symlinks outside the dataset root"
+    return f"{len(df)} images ({cls}); {subj}; splits: {splits}{notes}"

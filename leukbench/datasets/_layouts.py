@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -17,7 +18,7 @@ import pandas as pd
 
 from ..exceptions import DatasetError
 from ..images import IMAGE_EXTENSIONS, is_image_file
-from ._files import check_root, dir_key, relative_id, subdirs, walk_images
+from ._files import WalkLog, check_root, dir_key, relative_id, subdirs, walk_images
 from ._subjects import CNMC_NAME, compile_subject_regex, subject_from_name
 
 #: Columns of a discovery table, in order.
@@ -32,9 +33,17 @@ _SPLITS = ("train", "test", "unlabeled")
 ACCEPTED_EXTENSIONS = ", ".join(sorted(IMAGE_EXTENSIONS))
 
 
-def _frame(rows: List[Tuple[str, str, str, str, str, str]]) -> pd.DataFrame:
+def _frame(rows: List[Tuple[str, str, str, str, str, str]], log: Optional[WalkLog] = None) -> pd.DataFrame:
+    """The discovery table of ``rows``; ``attrs`` say what ``log`` left out or followed outside the root.
+
+    ``attrs["undecodable_names"]``: escaped ids of the files (and folders) left
+    out because their names are not valid UTF-8; ``attrs["outside_links"]``:
+    the number of images reached through symbolic links leading outside the root.
+    """
     df = pd.DataFrame(rows, columns=COLUMNS)
     df = df.sort_values("id", kind="stable").reset_index(drop=True)
+    df.attrs["undecodable_names"] = sorted(log.undecodable) if log is not None else []
+    df.attrs["outside_links"] = log.outside_links if log is not None else 0
     return df
 
 
@@ -43,12 +52,20 @@ def load_folders(root, subject_regex=None) -> pd.DataFrame:
     root = check_root(root)
     rx = compile_subject_regex(subject_regex)
     rows = []
-    classes = [e.name for e in subdirs(root)]
+    log = WalkLog(root)
+    classes = [e.name for e in subdirs(root) if not log.skip_name(e.path)]
     # the root and every class folder count as seen, so a link from one class into
     # another (or back up to the root) is not walked twice under the wrong label
     seen = {k for k in map(dir_key, [root] + [os.path.join(root, c) for c in classes]) if k is not None}
     for cls in classes:
-        for p in walk_images(os.path.join(root, cls), seen):
+        cls_dir = os.path.join(root, cls)
+        if os.path.islink(cls_dir) and log.outside(cls_dir):
+            before = log.outside_links
+            paths = list(walk_images(cls_dir, seen, log))
+            log.outside_links = before + len(paths)  # every image below a class folder linked from outside
+        else:
+            paths = walk_images(cls_dir, seen, log)
+        for p in paths:
             name = os.path.basename(p)
             rows.append((p, relative_id(p, root), cls, subject_from_name(name, rx), "train", ""))
     if not rows:
@@ -59,7 +76,7 @@ def load_folders(root, subject_regex=None) -> pd.DataFrame:
             else f"put the images ({ACCEPTED_EXTENSIONS}) in one sub-folder per class, e.g. all/ and hem/"
         )
         raise DatasetError(f"{root}: no images found in class folders; {hint}")
-    return _frame(rows)
+    return _frame(rows, log)
 
 
 def fold_dirs(root: str) -> Tuple[List[str], List[str]]:
@@ -118,7 +135,8 @@ def load_cnmc(root, subject_regex=None) -> pd.DataFrame:
         )
     seen = {k for k in map(dir_key, (d for d in (root, train, val, test) if d)) if k is not None}
     rows = []
-    for p in walk_images(train, seen):
+    log = WalkLog(root)
+    for p in walk_images(train, seen, log):
         rel = relative_id(p, root)
         parts = rel.split("/")
         fold = next((s for s in parts if s.lower().startswith("fold_")), "")
@@ -131,21 +149,21 @@ def load_cnmc(root, subject_regex=None) -> pd.DataFrame:
             continue  # not part of the class structure (a stray image)
         rows.append((p, rel, cls, subject_from_name(name, rx), "train", fold))
     if val is not None:
-        rows += _cnmc_prelim(root, val, rx, seen)
+        rows += _cnmc_prelim(root, val, rx, seen, log)
     if test is not None:
-        for p in walk_images(test, seen):
+        for p in walk_images(test, seen, log):
             rows.append((p, relative_id(p, root), "", "", "unlabeled", ""))
     if not any(r[4] == "train" for r in rows):
         raise DatasetError(
             f"{train}: no images in the C-NMC training folds (expected fold_*/all and fold_*/hem); "
             "for other class names write a CSV manifest"
         )
-    return _frame(rows)
+    return _frame(rows, log)
 
 
-def _cnmc_prelim(root: str, val: str, rx, seen) -> list:
+def _cnmc_prelim(root: str, val: str, rx, seen, log: WalkLog) -> list:
     csvs = sorted(Path(val).glob("*labels*.csv"))
-    images = list(walk_images(val, seen))
+    images = list(walk_images(val, seen, log))
     if not images:
         return []
     if not csvs:
@@ -175,7 +193,9 @@ def load_manifest(csv_path, subject_regex=None) -> pd.DataFrame:
     """A CSV manifest with columns ``path,label[,subject][,split]``.
 
     Paths are relative to the CSV's folder, which is the dataset root; a path
-    that is missing or points outside that folder is an error naming the row.
+    that is missing or points outside that folder, and a row with an empty
+    label whose split is not ``unlabeled``, are errors naming the line. A
+    manifest that is not UTF-8 is read as Latin-1, with a warning.
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
@@ -184,6 +204,7 @@ def load_manifest(csv_path, subject_regex=None) -> pd.DataFrame:
     rx = compile_subject_regex(subject_regex)
     man = _read_manifest(csv_path)
     rows = []
+    log = WalkLog(root)
     first_line: Dict[str, int] = {}  # image -> the manifest line that listed it first
     for i, r in enumerate(man.to_dict("records"), start=2):  # row 1 is the header
         where = f"{csv_path}:{i}"
@@ -192,21 +213,32 @@ def load_manifest(csv_path, subject_regex=None) -> pd.DataFrame:
             raise DatasetError(f"{where}: image {str(r['path']).strip()!r} is already listed on line "
                                f"{first_line[full]}; list each image once (one label, one subject, one split)")
         first_line[full] = i
+        if os.path.realpath(full) != full and log.outside(full):
+            log.outside_links += 1
         label = str(r["label"]).strip()
         subj = str(r.get("subject", "") or "").strip() or subject_from_name(os.path.basename(full), rx)
-        split = str(r.get("split", "") or "").strip().lower() or ("train" if label else "unlabeled")
+        split = str(r.get("split", "") or "").strip().lower()
+        if not label and split != "unlabeled":
+            raise DatasetError(f"{where}: image {str(r['path']).strip()!r} has an empty label; give its class, "
+                               "or write unlabeled in a split column for an image without one")
+        split = split or "train"
         if split not in _SPLITS:
             raise DatasetError(f"{where}: split {split!r} is not one of {', '.join(_SPLITS)}")
         rows.append((full, relative_id(full, root), label, subj, split, ""))
     if not rows:
         raise DatasetError(f"{csv_path}: the manifest has no rows; add one line per image: path,label")
-    return _frame(rows)
+    return _frame(rows, log)
 
 
 def _read_manifest(csv_path: Path) -> pd.DataFrame:
     """The manifest's rows as strings, column names stripped and lower-cased; needs path and label."""
     try:
-        man = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+        try:
+            man = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        except UnicodeDecodeError as exc:
+            warnings.warn(f"{csv_path}: not UTF-8 (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                          "read as Latin-1 — save it as UTF-8 if its names look wrong", UserWarning, stacklevel=4)
+            man = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="latin-1")
     except Exception as exc:  # noqa: BLE001 - any parse error becomes one clear line
         raise DatasetError(
             f"{csv_path}: cannot read the manifest ({exc}); it must be a CSV with a header row"

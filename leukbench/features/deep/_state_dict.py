@@ -67,18 +67,31 @@ def _what_is_wrong(path: Path, exc: Exception) -> str:
             head = fh.read(4)
     except OSError:
         head = b"?"  # unreadable: described by the exception below
-    if isinstance(exc, pickle.UnpicklingError) and "weights only" in text.lower():
-        return ("holds pickled Python objects other than tensors (a whole model, an optimizer, "
-                "NumPy arrays...), which leukbench does not unpickle since that can run code "
-                "from the file")
     if not head:
         return "is empty"
     if path.suffix == ".safetensors":
         return f"is not a readable safetensors file ({exc.__class__.__name__})"
-    if not (head.startswith(b"PK") or head[:1] == b"\x80"):
-        return "is not a torch file (neither a torch.save zip nor a pickle)"
+    if not (head.startswith(b"PK") or head[:1] == b"\x80"):  # torch's unpickler misreads text as opcodes
+        kind = ("a text file, not a torch weights file" if _looks_like_text(path)
+                else "neither a torch.save zip nor a pickle")
+        return f"is not a torch file ({kind})"
+    if isinstance(exc, pickle.UnpicklingError) and "weights only" in text.lower():
+        return ("holds pickled Python objects other than tensors (a whole model, an optimizer, "
+                "NumPy arrays...), which leukbench does not unpickle since that can run code "
+                "from the file")
     return (f"is truncated or damaged ({exc.__class__.__name__}: "
             f"{text.splitlines()[0] if text else 'no details'})")
+
+
+def _looks_like_text(path: Path) -> bool:
+    """Whether the first KiB of ``path`` decodes as UTF-8 text without control bytes."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1024)
+        text = head.decode("utf-8", errors="ignore" if len(head) == 1024 else "strict")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return all(c.isprintable() or c in "\t\r\n" for c in text)
 
 
 _DENSENET_OLD_KEY = re.compile(
