@@ -11,8 +11,8 @@
 * ``Tied With Best``, ``P Value vs Best`` and ``Difference vs Best`` (with its
   paired-bootstrap interval) against the best row of the table's metric. With
   two folds or more the tie is decided by the corrected resampled t-test on
-  the per-fold differences, its p-values Holm-adjusted over the rows compared
-  with the best; with one test split (a predefined split) by whether the
+  the per-fold differences (p-values not adjusted for the number of rows:
+  docs/evaluation.md says why); with one test split (a predefined split) by whether the
   paired bootstrap interval of the difference holds 0.
 
 The numbers come from :mod:`leukbench.evaluation.statistics`.
@@ -50,7 +50,7 @@ from .statistics import (
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["add_statistics", "tie_metric", "holm_adjust"]
+__all__ = ["add_statistics", "tie_metric"]
 
 _METRIC_KEYS = {column: key for key, column in TABLE_NAMES.items()}
 
@@ -59,25 +59,6 @@ def tie_metric(sort_column: str) -> str:
     """The table column whose best row the others are compared with: the sort column, when it
     is a metric, else balanced accuracy (a table sorted by time still has a best classifier)."""
     return sort_column if sort_column in METRIC_COLUMNS else TABLE_NAMES["balanced_accuracy"]
-
-
-def holm_adjust(p_values: Sequence[float]) -> np.ndarray:
-    """Holm's step-down adjustment of p-values (NaNs are left out and kept).
-
-    Example
-    -------
-    >>> holm_adjust([0.01, 0.04, 0.03, float("nan")]).round(2).tolist()
-    [0.03, 0.06, 0.06, nan]
-    """
-    p = np.asarray(p_values, dtype=float)
-    out = np.full(len(p), np.nan)
-    finite = np.flatnonzero(np.isfinite(p))
-    order = finite[np.argsort(p[finite], kind="stable")]
-    m, running = len(order), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        out[i] = running
-    return out
 
 
 @dataclasses.dataclass
@@ -189,7 +170,7 @@ def _per_fold(folds: pd.DataFrame, feature_set: str, model: str, key: str) -> pd
 
 
 def _add_ties(table, folds, predictions, tie_column, alpha, boots) -> pd.DataFrame:
-    """``Tied With Best``, ``P Value vs Best`` (Holm-adjusted), ``Difference vs Best`` and its interval."""
+    """``Tied With Best``, ``P Value vs Best``, ``Difference vs Best`` and its interval."""
     key = _METRIC_KEYS[tie_column]
     low, high = ci_names(DIFFERENCE_VS_BEST)
     table[TIED_WITH_BEST] = TIE_UNKNOWN
@@ -217,7 +198,7 @@ def _add_ties(table, folds, predictions, tie_column, alpha, boots) -> pd.DataFra
             raw_p[index] = test.p_value
         else:
             single_split[index] = True
-    for index, p in zip(raw_p, holm_adjust(list(raw_p.values()))):
+    for index, p in raw_p.items():
         table.loc[index, P_VALUE_VS_BEST] = p
         if np.isfinite(p):
             table.loc[index, TIED_WITH_BEST] = TIE_YES if p >= alpha else TIE_NO
