@@ -231,3 +231,12 @@ def test_bad_statistics_options_name_the_parameter(alpha, n_bootstrap):
 
     with pytest.raises(InvalidParameterError, match="alpha must be|n_bootstrap must be"):
         _compare(_cells(), classifiers=["GaussianNB"], alpha=alpha, n_bootstrap=n_bootstrap)
+
+
+def test_without_subjects_the_run_says_images_were_resampled():
+    fs = _cells()
+    fs.subjects[:] = ""
+    result = _compare(fs, classifiers=["GaussianNB"])
+    assert any("resample images, not subjects" in n for n in result.notes)
+    assert any("resample images, not subjects" in n for n in result.params["warnings"])
+    assert not any("resample images" in n for n in _compare(_cells(), classifiers=["GaussianNB"]).notes)

@@ -131,13 +131,15 @@ def compare(feature_sets, *, classifiers: Union[str, Sequence[str], None] = None
     if tuned is not None:
         notes += tuned.notes_after(outcomes)
     folds, preds = fold_tables(sets, prepared, tasks, outcomes, classes, encoding.get(positive_label))
+    groups = plans.groups_by_image(sets)
+    notes = notes + _bootstrap_notes(sets, n_bootstrap)
     params = _run_params(names, battery, split, cv, repeats, seed, table_sort, positive_label, timeout,
                          n_jobs, audit, merge_duplicates, sets, notes)
     params.update(alpha=alpha, n_bootstrap=n_bootstrap, tune=tune, tune_trials=tune_trials, tune_budget=tune_budget)
     if tuned is not None:
         params.update(tuned.params)
     table = add_statistics(summarise(folds, sets, rows, table_sort), folds, preds, classes=classes,
-                           positive_label=positive_label, groups=plans.groups_by_image(sets), alpha=alpha,
+                           positive_label=positive_label, groups=groups, alpha=alpha,
                            n_bootstrap=n_bootstrap, seed=seed, sort=table_sort)
     return ComparisonResult(
         table=table, folds=folds, predictions=preds,
@@ -363,6 +365,15 @@ def _run_tasks(tasks: Sequence[Task], outcomes: Dict[int, FitOutcome], prepared:
     finally:
         bar.close()
     return n_cached, len(todo)
+
+
+def _bootstrap_notes(sets: Sequence[FeatureSet], n_bootstrap: int) -> List[str]:
+    """Say when the bootstrap had to resample images, not subjects (no subject ids)."""
+    alone = [fs.name for fs in sets if n_bootstrap and not any(s for s in fs.subjects if s is not None)]
+    if not alone:
+        return []
+    return [f"no subject ids for {', '.join(alone)}: the confidence intervals resample images, not "
+            "subjects, and are narrower than a subject-level interval would be"]
 
 
 def _fold_cache_root(cache_dir):
