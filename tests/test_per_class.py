@@ -264,12 +264,14 @@ def test_calibration_plot_names_the_rows_without_probabilities():
     assert len(fig.axes) == 2  # the diagram and the images per bin
     assert "positive class = all" in fig.axes[0].get_title()
     drawn = [line for line in fig.axes[0].lines if len(line.get_xdata())]
-    assert len(drawn) == 1 + 2  # the diagonal and the two probabilistic rows
+    assert len(drawn) == 1 + 3  # the diagonal and the three best rows that have probabilities
     from matplotlib.figure import Figure
 
-    ax = Figure().subplots()
+    ax = Figure().subplots()  # the best row has no probabilities: the best one that has is drawn
     assert plot_calibration(fake_result(), top=1, ax=ax) is ax.figure
-    assert "no row of these has probabilities" in [t.get_text() for t in ax.texts]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("RidgeClassifier: decision scores" in t for t in labels)
+    assert sum("ECE" in t for t in labels) == 1 and not ax.texts
 
 
 def test_multiclass_calibration_plot_shows_the_top_label_confidence():

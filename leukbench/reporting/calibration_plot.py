@@ -48,6 +48,22 @@ def row_calibrations(result, top: Optional[int] = 3, n_bins: int = 10) -> List[D
     return out
 
 
+def _best_probabilistic(result, top: int, n_bins: int) -> List[Dict[str, Any]]:
+    """The best ``top`` rows with probabilities, preceded by the better rows without (named only).
+
+    The best rows of a table are often models without probabilities (ridge
+    classifiers, linear SVMs); a reliability diagram of those alone would be
+    empty, so the diagram shows the best rows that have probabilities.
+    """
+    chosen, n_probabilistic = [], 0
+    for c in row_calibrations(result, None, n_bins):
+        if n_probabilistic == top:
+            break
+        chosen.append(c)
+        n_probabilistic += c["scores"] == "probabilities"
+    return chosen
+
+
 def _curve(c: Dict[str, Any]):
     """The bins drawn for one row: the positive class's for two classes, else the confidence's."""
     return c["positive"] if c["positive"] is not None else c["confidence"]
@@ -79,22 +95,22 @@ def _draw_rows(ax, hist_ax, cals: List[Dict[str, Any]]) -> int:
 
 
 def plot_calibration(result, top: int = 3, n_bins: int = 10, ax=None):
-    """Reliability diagram of the best ``top`` successful rows, with each row's ECE.
+    """Reliability diagram of the best ``top`` successful rows that have probabilities, with each row's ECE.
 
     Two classes: the fraction of positive images against the mean predicted
     probability of the positive class, per equal-width bin (``sklearn.
     calibration.calibration_curve``). More classes: the accuracy against the
     mean top-label confidence per bin. The legend gives each row's expected
     calibration error (on the top-label confidence); a row whose scores are
-    not probabilities (a model without ``predict_proba``) is named in the
-    legend and not drawn. Without ``ax`` a second panel shows how many images
+    not probabilities (a model without ``predict_proba``) and that ranks
+    above the rows drawn is named in the legend, not drawn. Without ``ax`` a second panel shows how many images
     fall into each bin.
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    cals = row_calibrations(result, top, n_bins)
+    cals = _best_probabilistic(result, top, n_bins)
     classes = row_classes(result, result_frame(result, "predictions"))
     binary = len(classes) == 2
     pos = positive_class(result, classes) if binary else None
@@ -106,12 +122,12 @@ def plot_calibration(result, top: int = 3, n_bins: int = 10, ax=None):
     ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1, label="perfectly calibrated")
     drawn = _draw_rows(ax, hist_ax, cals)
     if drawn == 0:
-        why = "no successful models" if not cals else "no row of these has probabilities"
+        why = "no successful models" if not cals else "no successful row has probabilities"
         ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes)
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
     ax.set_ylabel("fraction of positives" if binary else "accuracy")
-    ax.set_title(_title(binary, pos, n_bins), fontsize=9)
+    ax.set_title(_title(binary, pos, n_bins), fontsize=8)
     if hist_ax is not None:
         hist_ax.set_xlabel(f"mean predicted probability of {pos}" if binary else "confidence")
         hist_ax.set_ylabel("images")
