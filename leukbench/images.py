@@ -25,7 +25,10 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import threading
+import warnings
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -41,8 +44,18 @@ IMAGE_EXTENSIONS = frozenset(
 #: by the range of the smallest of these that holds its maximum.
 CAMERA_BIT_DEPTHS = (8, 10, 12, 14, 16)
 
-__all__ = ["CAMERA_BIT_DEPTHS", "IMAGE_EXTENSIONS", "ImageReadError", "as_rgb_uint8", "difference_hash",
-           "grayscale_rgb", "is_image_file", "load_image", "pixel_hash", "to_grayscale"]
+#: An image whose longer side exceeds this many pixels is *large*: when the
+#: caller says how much it needs (``load_image(path, reduce_to=...)``), it is
+#: downscaled while it is decoded, before any conversion. No image at or under
+#: it is ever resampled, so results for normal images do not depend on it.
+LARGE_IMAGE_SIDE = 4096
+
+#: Serialises opening files, the only step that can warn of a decompression
+#: bomb, so that the warning is caught and re-issued with the file's path.
+_OPEN_LOCK = threading.Lock()
+
+__all__ = ["CAMERA_BIT_DEPTHS", "IMAGE_EXTENSIONS", "LARGE_IMAGE_SIDE", "ImageReadError", "as_rgb_uint8",
+           "difference_hash", "grayscale_rgb", "is_image_file", "load_image", "pixel_hash", "to_grayscale"]
 
 
 def is_image_file(name: str) -> bool:
@@ -76,7 +89,7 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     return ((np.nan_to_num(arr) - lo) * scale).round().astype(np.uint8)
 
 
-def load_image(path) -> np.ndarray:
+def load_image(path, *, reduce_to: Optional[int] = None) -> np.ndarray:
     """Load any image PIL can open as an RGB ``uint8`` array ``(H, W, 3)``.
 
     Handles BMP, JPEG, PNG, TIFF (8 and 16 bit), grayscale, RGBA (composited
@@ -85,11 +98,28 @@ def load_image(path) -> np.ndarray:
     when it is installed (it comes with scikit-image) and scaled as
     :func:`as_rgb_uint8` scales arrays.
 
+    Parameters
+    ----------
+    path : str or Path
+        The image file.
+    reduce_to : int, optional
+        Shorter side, in pixels, the caller needs. Only a *large* image (longer
+        side over :data:`LARGE_IMAGE_SIDE`) is downscaled to it while it is
+        decoded (JPEG DCT scaling, then PIL's ``reduce`` and a Lanczos resize;
+        never upscaled), so that memory stays bounded whatever the file's
+        size. ``None`` (the default) decodes every image at its own size.
+
     Raises
     ------
     ImageReadError
         When the file is missing, empty, a symbolic-link loop, truncated or
         not an image; its ``kind`` says which.
+
+    Warns
+    -----
+    PIL.Image.DecompressionBombWarning
+        PIL's warning for an image over ``PIL.Image.MAX_IMAGE_PIXELS``, re-issued
+        with the file's path in front.
 
     Example
     -------
@@ -106,8 +136,8 @@ def load_image(path) -> np.ndarray:
     path = Path(path)
     bomb = Image.DecompressionBombError
     try:
-        with Image.open(path) as im:
-            return _pil_to_rgb(im, path)
+        with _open_image(path) as im:
+            return _pil_to_rgb(im, path, reduce_to)
     except UnidentifiedImageError as exc:
         if path.suffix.lower() in (".tif", ".tiff") and _file_size(path) != 0:
             return _read_tiff(path, exc)
@@ -116,11 +146,78 @@ def load_image(path) -> np.ndarray:
         raise _read_error(path, exc) from None
 
 
-def _pil_to_rgb(im, path: Path) -> np.ndarray:
-    """An open PIL image as a checked RGB ``uint8`` array."""
-    from PIL import Image, ImageOps
+def _open_image(path: Path):
+    """``PIL.Image.open(path)``, with PIL's decompression-bomb warning re-issued naming ``path``.
 
-    im = ImageOps.exif_transpose(im)
+    Other warnings caught meanwhile are re-issued unchanged; the user's filters
+    apply to the re-issued ones as they applied to PIL's.
+    """
+    from PIL import Image
+
+    with _OPEN_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Image.DecompressionBombWarning)
+        im = Image.open(path)
+    try:
+        for w in caught:
+            if issubclass(w.category, Image.DecompressionBombWarning):
+                warnings.warn(f"{path}: {w.message}", w.category, stacklevel=3)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    except BaseException:
+        im.close()
+        raise
+    return im
+
+
+#: EXIF orientation -> the PIL transposition that undoes it (as ImageOps.exif_transpose).
+_ORIENTATIONS = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
+                 6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
+
+
+def _reduced(im, short_side: int):
+    """A large open PIL image decoded downscaled so that its shorter side is ``short_side``.
+
+    JPEG is decoded at a reduced DCT scale (``draft``); other formats are decoded
+    at full size in PIL's own ``uint8`` buffer and box-reduced (``reducing_gap``)
+    before the final Lanczos step, so no float copy of the full image is made.
+    The EXIF orientation is applied to the small image.
+    """
+    from PIL import Image
+
+    w, h = im.size
+    scale = short_side / min(w, h)
+    if scale >= 1.0:
+        return _transposed(im)
+    orientation = im.getexif().get(0x0112)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if im.format == "JPEG" and im.mode in ("RGB", "L", "CMYK", "YCbCr"):
+        im.draft(im.mode, size)
+    im.load()
+    if im.mode.startswith("I;16") or im.mode == "1":
+        im = im.convert("I" if im.mode != "1" else "L")
+    elif im.mode in ("P", "PA"):
+        im = im.convert("RGBA" if im.mode == "PA" or "transparency" in im.info else "RGB")
+    elif im.mode not in ("RGB", "RGBA", "L", "LA", "I", "F"):
+        im = im.convert("RGB")
+    small = im.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
+    method = _ORIENTATIONS.get(orientation)
+    return small.transpose(getattr(Image.Transpose, method)) if method else small
+
+
+def _transposed(im):
+    from PIL import ImageOps
+
+    return ImageOps.exif_transpose(im)
+
+
+def _pil_to_rgb(im, path: Path, reduce_to: Optional[int] = None) -> np.ndarray:
+    """An open PIL image as a checked RGB ``uint8`` array (downscaled first when large)."""
+    from PIL import Image
+
+    if reduce_to is not None and max(im.size) > LARGE_IMAGE_SIDE:
+        im = _reduced(im, int(reduce_to))
+    else:
+        im = _transposed(im)
     im.load()
     mode = im.mode
     if mode in ("RGB",):

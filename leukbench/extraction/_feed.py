@@ -27,6 +27,7 @@ class _ImageDataset:
         self.extractor = extractor
         self.segment = segment
         self.grayscale = grayscale
+        self.reduce_to = decode_side(extractor, segment)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -36,7 +37,7 @@ class _ImageDataset:
 
         path = self.paths[i]
         try:
-            image = load_image(path)
+            image = load_image(path, reduce_to=self.reduce_to)
             hashes = (pixel_hash(image), difference_hash(image))
             fallback = False
             if self.grayscale:
@@ -56,6 +57,36 @@ class _ImageDataset:
         except Exception as exc:  # noqa: BLE001 - one bad image must not stop the run
             return _Prepared(i, None, None, False, (f"{exc.__class__.__name__} while preparing the image",
                                                     f"{path}: {exc.__class__.__name__}: {exc}"))
+
+
+#: Shorter side a large image is decoded at when it is segmented before a
+#: deep backbone (the cell's crop is resized to the network input afterwards).
+SEGMENTED_DECODE_SIDE = 2048
+
+
+def decode_side(extractor: Extractor, segment: bool) -> Optional[int]:
+    """Shorter side at which a *large* image (see :data:`leukbench.images.LARGE_IMAGE_SIDE`)
+    is decoded for ``extractor``; ``None`` decodes it at its own size.
+
+    A deep backbone resizes the image to about 1.15x its input; it gets twice
+    its input (``SEGMENTED_DECODE_SIDE`` when the cell is cropped first).
+    Handcrafted descriptors measure in pixels, and their cache key does not
+    record a cap, so their images are never downscaled.
+
+    Example
+    -------
+    >>> from leukbench.features.base import ExtractorConfig
+    >>> class Deep(Extractor):
+    ...     config = ExtractorConfig(name="x", kind="deep", input_size=224)
+    >>> decode_side(Deep(), segment=False), decode_side(Deep(), segment=True)
+    (448, 2048)
+    """
+    config = extractor.config
+    if config.kind != "deep":
+        return None
+    if segment or not config.input_size:
+        return SEGMENTED_DECODE_SIDE
+    return 2 * int(config.input_size)
 
 
 def _collate(batch):
