@@ -128,6 +128,15 @@ def _add_data_options(p: argparse.ArgumentParser, defaults: Dict[str, Any]) -> N
     p.add_argument("--chunk-size", type=_count(1), default=defaults["chunk_size"], metavar="N",
                    help="images per cache chunk: about the most a crash or kill can lose; Ctrl-C keeps all "
                         "finished batches (default: %(default)s)")
+    p.add_argument("--max-per-subject", type=int, default=defaults["max_per_subject"], metavar="N",
+                   help="reduced-data mode: at most N images per subject, chosen at random (seeded)")
+    p.add_argument("--max-per-class", type=int, default=defaults["max_per_class"], metavar="N",
+                   help="reduced-data mode: at most N images per class, by whole subjects")
+    p.add_argument("--fraction", type=float, default=defaults["fraction"], metavar="F",
+                   help="reduced-data mode: about F (0 < F <= 1) of each class, by whole subjects; the "
+                        "subsample is taken before extraction, shares the cache and is stated in the report")
+    p.add_argument("--subsample-seed", type=int, default=defaults["subsample_seed"], metavar="S",
+                   help="seed of the reduced-data subsample (default: %(default)s)")
     p.add_argument("-q", "--quiet", action="store_true", default=not defaults["progress"],
                    help="no progress bars")
 
@@ -227,6 +236,7 @@ def _signature_defaults(function) -> Dict[str, Any]:
 
 def _extract(args, data=None):
     """Run :func:`~leukbench.extraction.extract_all` with the data options; print its summaries."""
+    from . import datasets
     from .extraction import extract_all
 
     result = extract_all(
@@ -244,7 +254,14 @@ def _extract(args, data=None):
         subject_regex=args.subject_regex,
         chunk_size=args.chunk_size,
         progress=not args.quiet,
+        max_per_subject=args.max_per_subject,
+        max_per_class=args.max_per_class,
+        fraction=args.fraction,
+        subsample_seed=args.subsample_seed,
     )
+    first = next(iter(result.feature_sets.values()))
+    if "subsample" in first.provenance:
+        print(datasets.subsample_line(first.provenance["subsample"]))
     for summary in result.summaries:
         print("\n".join(summary.lines()))
     return result.feature_sets

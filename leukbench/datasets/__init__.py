@@ -37,6 +37,7 @@ from ._discover import (
 )
 from ._layouts import COLUMNS, LAYOUTS, load_cnmc, load_folders, load_manifest
 from ._subjects import CNMC_NAME, subject_from_name
+from ._subsample import SUBSAMPLE_CONSTRAINTS, subsample, subsample_line
 
 __all__ = [
     "CNMC_NAME",
@@ -51,6 +52,9 @@ __all__ = [
     "load_manifest",
     "load_sample",
     "sample_root",
+    "SUBSAMPLE_CONSTRAINTS",
     "subject_from_name",
+    "subsample",
+    "subsample_line",
     "summarize",
 ]

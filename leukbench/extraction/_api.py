@@ -9,11 +9,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import pandas as pd
 
 from .. import datasets
+from .._validation import validate_params
 from ..cache import FeatureCache, default_cache_dir, stat_images
 from ..exceptions import ExtractionError
 from ..features.base import Extractor, create_extractor, extractor_options
 from ..featureset import FeatureSet
-from ..schema import SKIPPED_COLUMNS
+from ..schema import DEFAULT_SEED, SKIPPED_COLUMNS
 from ._copy import copy_columns
 from ._run import run_extractor
 from ._spec import DEFAULT_FEATURES, parse_feature_spec
@@ -163,12 +164,21 @@ def extract_all(
     subject_regex: Optional[str] = None,
     chunk_size: int = 256,
     progress: bool = True,
+    max_per_subject: Optional[int] = None,
+    max_per_class: Optional[int] = None,
+    fraction: Optional[float] = None,
+    subsample_seed: int = DEFAULT_SEED,
 ) -> ExtractionResult:
     """Extract (or take from the cache) features of a dataset: every feature set and every summary.
 
     The parameters are those of :func:`extract`. Each extractor is given the
     settings it takes (``weights``, ``device``, ``precision`` and
     ``batch_size`` go to the deep backbones only).
+
+    ``max_per_subject``, ``max_per_class`` and ``fraction`` (the reduced-data
+    mode) first take :func:`leukbench.datasets.subsample` of the discovered
+    table, with ``subsample_seed``; it is recorded in each feature set's
+    ``provenance["subsample"]``.
 
     Returns
     -------
@@ -187,7 +197,10 @@ def extract_all(
     >>> list(result.feature_sets), [s.extractor for s in result.summaries]  # doctest: +SKIP
     (['morphology', 'color'], ['morphology', 'color'])
     """
+    reduce = dict(max_per_subject=max_per_subject, max_per_class=max_per_class, fraction=fraction)
+    validate_params({**reduce, "subsample_seed": subsample_seed}, datasets.SUBSAMPLE_CONSTRAINTS)
     table, root, layout = _dataset_table(data, layout, subject_regex)
+    table = datasets.subsample(table, **reduce, seed=subsample_seed)  # the cache is per image: shared
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     sets = parse_feature_spec(features)
     extractors = _create_extractors(sets, dict(weights=weights, segment=segment, grayscale=grayscale,
@@ -208,6 +221,8 @@ def extract_all(
             raise ExtractionError(f"{root}: no image could be read for {n}; see the skipped list in "
                                   f"{csv or 'the cache folder'}", summaries)
     feature_sets = {"+".join(s): FeatureSet.combine([singles[n] for n in s]) for s in sets}
+    for fs in feature_sets.values() if "subsample" in table.attrs else ():  # run.json, report.html
+        fs.provenance["subsample"] = dict(table.attrs["subsample"])
     return ExtractionResult(feature_sets, summaries)
 
 
@@ -227,6 +242,10 @@ def extract(
     subject_regex: Optional[str] = None,
     chunk_size: int = 256,
     progress: bool = True,
+    max_per_subject: Optional[int] = None,
+    max_per_class: Optional[int] = None,
+    fraction: Optional[float] = None,
+    subsample_seed: int = DEFAULT_SEED,
     return_summaries: bool = False,
 ):
     """Extract (or take from the cache) features of a dataset.
@@ -261,6 +280,11 @@ def extract(
         ``None`` is 16 images per network call on the CPU, 32 on a GPU.
     cache_dir : path, optional
         Defaults to :func:`leukbench.cache.default_cache_dir`.
+    max_per_subject, max_per_class, fraction, subsample_seed
+        The reduced-data mode: a stratified, subject-preserving, seeded
+        subsample of the labelled images before extraction (see
+        :func:`leukbench.datasets.subsample`); the cache is shared with
+        the full dataset.
     return_summaries : bool
         Also return the list of :class:`ExtractionSummary`.
 
@@ -283,7 +307,8 @@ def extract(
     result = extract_all(data, features, layout=layout, weights=weights, segment=segment, grayscale=grayscale,
                          device=device, precision=precision, batch_size=batch_size, num_workers=num_workers,
                          cache_dir=cache_dir, subject_regex=subject_regex, chunk_size=chunk_size,
-                         progress=progress)
+                         progress=progress, max_per_subject=max_per_subject, max_per_class=max_per_class,
+                         fraction=fraction, subsample_seed=subsample_seed)
     sets = result.feature_sets
     out = next(iter(sets.values())) if len(sets) == 1 else sets
     return (out, result.summaries) if return_summaries else out

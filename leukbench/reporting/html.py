@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import pandas as pd
 
+from ..datasets import subsample_line
 from ._result import is_missing, is_ok, row_label
 from .data_checks import audit_items, audit_summary_text
 from .figures import PLOT_TITLES
@@ -94,6 +95,14 @@ def _dataset_section(dataset: Dict[str, Any], classes: Sequence[Any], positive_l
     elif classes:
         parts.append(f"<p>Classes: {_e(', '.join(map(str, classes)))}</p>")
     return parts
+
+
+def _subsample_note(subsample: Optional[Dict[str, Any]]) -> List[str]:
+    """The reduced-data mode's line under the dataset summary (nothing for the whole dataset)."""
+    if not subsample:
+        return []
+    return [f'<p class="warn">Reduced-data mode — {_e(subsample_line(subsample))}; the numbers '
+            "describe this subsample, not the whole dataset.</p>"]
 
 
 def _evaluation_section(cv_description) -> List[str]:
@@ -300,6 +309,7 @@ def report_html(result, table: pd.DataFrame, dataset: Dict[str, Any], provenance
     parts = _head(provenance) + _random_init_warning(provenance)
     parts += _dataset_section(dataset, list(getattr(result, "classes", None) or []),
                               getattr(result, "positive_label", None), skipped)
+    parts += _subsample_note(provenance.subsample)
     parts += _evaluation_section(getattr(result, "cv_description", None))
     parts += _audit_section(getattr(result, "audit", None))
     parts += _results_section(table)

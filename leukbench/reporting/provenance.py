@@ -297,6 +297,8 @@ class RecordedProvenance:
     description: Optional[str]
     extractors: Tuple[ExtractorInfo, ...]
     skipped: Tuple[SkippedImage, ...]
+    #: the reduced-data subsample the images were taken from (``None``: the whole dataset)
+    subsample: Optional[Dict[str, Any]] = None
 
     @classmethod
     def read(cls, provenance) -> RecordedProvenance:
@@ -314,11 +316,14 @@ class RecordedProvenance:
         description = provenance.get("description") if isinstance(provenance, dict) else None
         configs = _extractor_configs(jsonable(provenance or {}), [])
         records = _skipped_records(provenance or {}, [])
+        parts = [provenance] + list(provenance.get("combined") or []) if isinstance(provenance, dict) else []
+        subsample = next((p["subsample"] for p in parts if isinstance(p, dict) and p.get("subsample")), None)
         return cls(
             description=description,
             extractors=tuple(ExtractorInfo.from_config(c) for c in configs),
             skipped=tuple(SkippedImage(r.get("id", math.nan), r.get("kind", math.nan),
                                        r.get("reason", math.nan)) for r in records),
+            subsample=subsample,
         )
 
 
@@ -412,6 +417,12 @@ class Provenance:
         names = [str(x.name) for info in self.feature_sets for x in info.extractors
                  if x.random_init]
         return list(dict.fromkeys(names))
+
+    @property
+    def subsample(self) -> Optional[Dict[str, Any]]:
+        """The reduced-data subsample of the first feature set that records one (``None``: none)."""
+        return next((info.provenance.subsample for info in self.feature_sets
+                     if info.provenance.subsample), None)
 
     @property
     def sample_seed(self) -> int:
