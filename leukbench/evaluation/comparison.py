@@ -236,6 +236,19 @@ def _prepare(fs: FeatureSet, encoding: Dict[str, int]) -> PreparedSet:
     return PreparedSet(X, y, digest(X, y, np.asarray(fs.ids, dtype=str).astype("U")))
 
 
+def _signature_or_failure(name: str, seed: int) -> Tuple[str, Optional[FitOutcome]]:
+    """The estimator signature of a classifier (for fold-cache keys), or the failure its factory raised.
+
+    A broken factory fails the tasks of its own row only.
+    """
+    from ..classifiers import make_classifier
+
+    try:
+        return estimator_signature(make_classifier(name, seed)), None
+    except Exception as exc:  # noqa: BLE001 - a broken factory fails its own row only
+        return "", FitOutcome.failed(error_text(exc))
+
+
 def _build_tasks(prepared: Sequence[PreparedSet], set_splits: Sequence[List[Split]], names: Sequence[str],
                  seed: int, n_classes: int) -> Tuple[List[Task], Dict[int, FitOutcome]]:
     """One task per feature set x classifier x split, with its fold-cache key.
@@ -243,16 +256,13 @@ def _build_tasks(prepared: Sequence[PreparedSet], set_splits: Sequence[List[Spli
     A classifier whose factory raises fails its own tasks (returned as
     outcomes) and leaves the others alone.
     """
-    from ..classifiers import BATTERY_VERSION, make_classifier
+    from ..classifiers import BATTERY_VERSION
 
     tasks: List[Task] = []
     outcomes: Dict[int, FitOutcome] = {}
     for si, data in enumerate(prepared):
         for name in names:
-            try:
-                signature, build_error = estimator_signature(make_classifier(name, seed)), None
-            except Exception as exc:  # noqa: BLE001 - a broken factory fails its own row only
-                signature, build_error = "", FitOutcome.failed(error_text(exc))
+            signature, build_error = _signature_or_failure(name, seed)
             for sp in set_splits[si]:
                 key = task_key(data.digest, name, signature, BATTERY_VERSION, seed, n_classes, sp)
                 tasks.append(Task(len(tasks), si, name, sp, key))
@@ -279,7 +289,7 @@ class _TunedTasks:
         Each search is planned from the outer training rows alone (their labels and groups); a
         classifier whose factory raises, or a split that allows no inner folds, fails its own task.
         """
-        from ..classifiers import BATTERY_VERSION, make_classifier, search_space
+        from ..classifiers import BATTERY_VERSION, search_space
         from ..exceptions import LeukbenchError
         from .tuning import TuningSettings, plan_fit, tuned_name, tuning_notes
 
@@ -289,10 +299,7 @@ class _TunedTasks:
         for si, data in enumerate(prepared):
             groups = set_groups[si]
             for name in spaced:
-                try:
-                    signature, build_error = estimator_signature(make_classifier(name, seed)), None
-                except Exception as exc:  # noqa: BLE001 - a broken factory fails its own rows only
-                    signature, build_error = "", FitOutcome.failed(error_text(exc))
+                signature, build_error = _signature_or_failure(name, seed)
                 for sp in set_splits[si]:
                     fit, error = None, build_error
                     try:

@@ -108,6 +108,13 @@ def _weights_for(row: _RowPredictions, groups: Mapping[str, str], n_bootstrap: i
     return memo[row.ids]
 
 
+def _by_row(frame: pd.DataFrame) -> Dict[Tuple[str, str], pd.DataFrame]:
+    """The rows of ``frame`` (folds or predictions) of each (feature set, classifier), grouped once."""
+    if frame.empty:
+        return {}
+    return {key: part for key, part in frame.groupby(["feature_set", "classifier"], sort=False)}
+
+
 def add_statistics(table: pd.DataFrame, folds: pd.DataFrame, predictions: pd.DataFrame, *,
                    classes: Sequence[str], positive_label: Optional[str], groups: Mapping[str, Mapping[str, str]],
                    alpha: float, n_bootstrap: int, seed: int, sort: str) -> pd.DataFrame:
@@ -139,15 +146,15 @@ def add_statistics(table: pd.DataFrame, folds: pd.DataFrame, predictions: pd.Dat
     tie_column = tie_metric(sort)
     tie_key = _METRIC_KEYS[tie_column]
     boots: Dict[int, np.ndarray] = {}
+    predictions_of = _by_row(predictions)
     for column in (TABLE_NAMES[m] for m in BOOTSTRAP_METRICS):
         for name in ci_names(column):
             table[name] = np.nan
     for index, row in table.iterrows():
         if row["Status"] != STATUS_OK or not n_bootstrap:
             continue
-        mine = predictions[(predictions["feature_set"] == row["Feature Set"])
-                           & (predictions["classifier"] == row["Model"])]
-        if mine.empty:
+        mine = predictions_of.get((row["Feature Set"], row["Model"]))
+        if mine is None:
             continue
         encoded = _RowPredictions.of(mine, classes)
         weights = _weights_for(encoded, groups.get(row["Feature Set"], {}), n_bootstrap, seed, memo)
@@ -156,20 +163,23 @@ def add_statistics(table: pd.DataFrame, folds: pd.DataFrame, predictions: pd.Dat
             table.loc[index, list(ci_names(TABLE_NAMES[metric]))] = percentile_interval(values[metric], alpha)
         if tie_key in values:
             boots[index] = values[tie_key]
-    return _add_ties(table, folds, predictions, tie_column, alpha, boots)
+    return _add_ties(table, _by_row(folds), predictions_of, tie_column, alpha, boots)
 
 
-def _fold_signature(predictions: pd.DataFrame, feature_set: str, model: str) -> frozenset:
-    mine = predictions[(predictions["feature_set"] == feature_set) & (predictions["classifier"] == model)]
+def _fold_signature(predictions_of: Mapping, row: Tuple[str, str]) -> frozenset:
+    """The (repeat, fold, image) triples of a row's test folds: rows with equal ones are paired."""
+    mine = predictions_of.get(row)
+    if mine is None:
+        return frozenset()
     return frozenset(zip(mine["repeat"], mine["fold"], mine["id"].astype(str)))
 
 
-def _per_fold(folds: pd.DataFrame, feature_set: str, model: str, key: str) -> pd.DataFrame:
-    mine = folds[(folds["feature_set"] == feature_set) & (folds["classifier"] == model)]
+def _per_fold(folds_of: Mapping, row: Tuple[str, str], key: str) -> pd.DataFrame:
+    mine = folds_of[row]
     return mine.sort_values(["repeat", "fold"])[["repeat", "fold", "n_train", "n_test", key]]
 
 
-def _add_ties(table, folds, predictions, tie_column, alpha, boots) -> pd.DataFrame:
+def _add_ties(table, folds_of, predictions_of, tie_column, alpha, boots) -> pd.DataFrame:
     """``Tied With Best``, ``P Value vs Best``, ``Difference vs Best`` and its interval."""
     key = _METRIC_KEYS[tie_column]
     low, high = ci_names(DIFFERENCE_VS_BEST)
@@ -179,16 +189,16 @@ def _add_ties(table, folds, predictions, tie_column, alpha, boots) -> pd.DataFra
     if ok.empty:
         return table
     best = ok[tie_column].idxmax()
-    best_fs, best_model = table.loc[best, "Feature Set"], table.loc[best, "Model"]
+    best_row = (table.loc[best, "Feature Set"], table.loc[best, "Model"])
     table.loc[best, TIED_WITH_BEST] = TIE_BEST
-    best_folds = _per_fold(folds, best_fs, best_model, key)
-    best_signature = _fold_signature(predictions, best_fs, best_model)
-    raw_p, single_split = {}, {}
+    best_folds = _per_fold(folds_of, best_row, key)
+    best_signature = _fold_signature(predictions_of, best_row)
+    raw_p, single_split = {}, []
     for index in ok.index.drop(best):
-        fs, model = table.loc[index, "Feature Set"], table.loc[index, "Model"]
-        if _fold_signature(predictions, fs, model) != best_signature:
+        row = (table.loc[index, "Feature Set"], table.loc[index, "Model"])
+        if _fold_signature(predictions_of, row) != best_signature:
             continue  # other images or other folds: no paired comparison
-        mine = _per_fold(folds, fs, model, key)
+        mine = _per_fold(folds_of, row, key)
         differences = mine[key].to_numpy(float) - best_folds[key].to_numpy(float)
         table.loc[index, DIFFERENCE_VS_BEST] = float(np.nanmean(differences))
         if index in boots and best in boots:
@@ -197,7 +207,7 @@ def _add_ties(table, folds, predictions, tie_column, alpha, boots) -> pd.DataFra
         if test.n_folds >= 2:
             raw_p[index] = test.p_value
         else:
-            single_split[index] = True
+            single_split.append(index)
     for index, p in raw_p.items():
         table.loc[index, P_VALUE_VS_BEST] = p
         if np.isfinite(p):
