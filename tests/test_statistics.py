@@ -240,3 +240,10 @@ def test_without_subjects_the_run_says_images_were_resampled():
     assert any("resample images, not subjects" in n for n in result.notes)
     assert any("resample images, not subjects" in n for n in result.params["warnings"])
     assert not any("resample images" in n for n in _compare(_cells(), classifiers=["GaussianNB"]).notes)
+
+
+def test_the_report_says_when_images_were_resampled(tmp_path):
+    fs = _cells()
+    fs.subjects[:] = ""
+    out = _compare(fs, classifiers=["GaussianNB"]).save(tmp_path / "r", plots=False)
+    assert "resample images, not subjects" in (out / "report.html").read_text(encoding="utf-8")

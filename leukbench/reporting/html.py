@@ -105,12 +105,15 @@ def _subsample_note(subsample: Optional[Dict[str, Any]]) -> List[str]:
             "describe this subsample, not the whole dataset.</p>"]
 
 
-def _evaluation_section(cv_description) -> List[str]:
+def _evaluation_section(cv_description, run_notes: Sequence[str] = ()) -> List[str]:
+    """The scheme, then what the run said about it (reduced folds, tuning, bootstrap units...)."""
     scheme = (_e(cv_description) if cv_description
               else "The cross-validation scheme was not described.")
+    said = [n for n in run_notes if str(n) not in str(cv_description or "")]
     return [
         "<h2>Evaluation scheme</h2>",
         f"<p>{scheme}</p>",
+        *[f'<p class="warn">{_e(n)}</p>' for n in said],
         ("<p>Scores are mean ± standard deviation over the test folds (and repeats). "
          "Times are in seconds.</p>"),
     ]
@@ -310,7 +313,7 @@ def report_html(result, table: pd.DataFrame, dataset: Dict[str, Any], provenance
     parts += _dataset_section(dataset, list(getattr(result, "classes", None) or []),
                               getattr(result, "positive_label", None), skipped)
     parts += _subsample_note(provenance.subsample)
-    parts += _evaluation_section(getattr(result, "cv_description", None))
+    parts += _evaluation_section(getattr(result, "cv_description", None), getattr(result, "notes", None) or ())
     parts += _audit_section(getattr(result, "audit", None))
     parts += _results_section(table)
     if per_class is not None:
