@@ -4,6 +4,7 @@ keeps the table and the files already written, and ``classifiers=`` takes scikit
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import signal
@@ -71,6 +72,45 @@ def test_sigterm_during_extract_keeps_the_cached_rows_and_exits_143(tmp_path):
     a = pd.read_parquet(tmp_path / "out2" / "handcrafted.parquet")
     b = pd.read_parquet(tmp_path / "out3" / "handcrafted.parquet")
     pd.testing.assert_frame_equal(a, b)
+
+
+def _compare_command(data: Path, cache: Path, out: Path):
+    return [sys.executable, "-m", "leukbench", "compare", str(data), "--features", "handcrafted",
+            "--classifiers", "SVC,RandomForestClassifier,ExtraTreesClassifier,KNeighborsClassifier",
+            "--cv", "5", "--timeout", "120", "--n-jobs", "2", "--n-bootstrap", "0",
+            "--cache-dir", str(cache), "-q", "--out", str(out)]
+
+
+def test_sigterm_during_compare_keeps_the_finished_fits_stops_the_workers_and_exits_143(tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(datasets.sample_root(), data)
+    cache = tmp_path / "cache"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    warm = subprocess.run(_extract_command(data, cache, tmp_path / "features"), cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert warm.returncode == 0, warm.stderr
+    proc = subprocess.Popen(_compare_command(data, cache, tmp_path / "out1"), cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(list((cache / "folds").rglob("*.npz"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the comparison ended before it could be terminated"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_TERMINATED, err
+    assert RESUME in err and "Traceback" not in err
+    with pytest.raises(ProcessLookupError):  # no fit worker outlives it
+        os.killpg(proc.pid, 0)
+    kept = len(list((cache / "folds").rglob("*.npz")))
+    assert 2 <= kept < 20, "the finished fits were not kept"
+
+    resumed = subprocess.run(_compare_command(data, cache, tmp_path / "out2"), cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    fits = json.loads((tmp_path / "out2" / "run.json").read_text())["fits"]
+    assert fits["from_fold_cache"] >= kept and fits["total"] == 20
+    table = pd.read_csv(tmp_path / "out2" / "table.csv")
+    assert len(table) == 4 and (table["Status"] == "ok").all()  # every fit ran or came back, once
 
 
 def test_terminate_as_interrupt_restores_the_previous_handler():
