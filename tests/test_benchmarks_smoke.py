@@ -155,3 +155,20 @@ def test_bench_segmentation(capsys, tmp_path):
     (res,) = json.loads(out.read_text())["results"]
     assert res["images"] == 8 and res["found"] == 8  # C-NMC cells on black: always found
     assert "| sample | 8 | 8 |" in capsys.readouterr().out
+
+
+def test_bench_scaling_grows_without_duplicates_and_interpolates_on_a_log_log_line():
+    bench = load("bench_scaling")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 5)).astype(np.float32)
+    y, groups = np.arange(20) % 2, np.array([f"s{i // 4}" for i in range(20)])
+    X4, y4, g4 = bench.grown(X, y, groups, 4, seed=1)
+    assert X4.shape == (80, 5) and len(y4) == len(g4) == 80
+    np.testing.assert_array_equal(X4[:20], X)  # the real rows first, unchanged
+    assert len(np.unique(X4, axis=0)) == 80  # every bootstrap copy is jittered
+    assert not set(g4[20:]) & set(groups)  # copies are new subjects, never merged with the real ones
+    # a quadratic cost measured at 1,000 and 4,000 rows is 25x the 1,000-row cost at 5,000 (extrapolated)
+    seconds, beyond = bench.at_rows([(1000, 1.0), (4000, 16.0)], 5000)
+    assert seconds == pytest.approx(25.0) and beyond
+    seconds, beyond = bench.at_rows([(1000, 1.0), (4000, 16.0), (16000, 256.0)], 8000)
+    assert seconds == pytest.approx(64.0) and not beyond
