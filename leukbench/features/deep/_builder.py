@@ -22,7 +22,7 @@ from ._pretrained import (
     TORCHVISION,
     Location,
     ensure_torchvision_cached,
-    lite0_file,
+    lite_file,
     resolve_weights,
     unavailable,
 )
@@ -99,7 +99,7 @@ def _bundled_model(spec: _Spec, location: Location, seed: int, with_head: bool):
     import torch
 
     model = _construct(spec)
-    sd = torch.load(str(lite0_file()), map_location="cpu", weights_only=True)
+    sd = torch.load(str(lite_file(spec.name)), map_location="cpu", weights_only=True)
     model.load_state_dict(lukemelas_to_timm(sd, model.state_dict()), strict=True)
     if not with_head:
         _strip_head(model, spec)

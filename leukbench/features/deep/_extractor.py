@@ -9,6 +9,7 @@ from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
+from ..._validation import invalid
 from ..base import Extractor, ExtractorConfig, check_options
 from ._builder import _build
 from ._device import (
@@ -18,6 +19,17 @@ from ._device import (
     resolve_precision,
 )
 from ._folding import fold_batchnorm
+from ._options import (
+    GEM_P,
+    LayerTap,
+    check_pooling,
+    check_tta,
+    layer_label,
+    pool,
+    resolve_layers,
+    stage_table,
+    tta_views,
+)
 from ._preprocessing import Preprocessing, spec_preprocessing
 from ._pretrained import (
     RANDOM,
@@ -29,7 +41,8 @@ from ._pretrained import (
 from ._specs import _Spec, spec_for
 
 #: The options every deep factory accepts (what :class:`DeepExtractor` takes besides the name).
-DEEP_OPTIONS = ("weights", "segment", "grayscale", "device", "batch_size", "seed", "precision")
+DEEP_OPTIONS = ("weights", "segment", "grayscale", "device", "batch_size", "seed", "precision",
+                "tta", "layers", "pooling", "stain_norm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +57,7 @@ class _Resolved:
     source: str
     location: Location
     config: ExtractorConfig
+    stages: tuple = ()  # (module, channels) of the intermediate layers taken, shallow to deep
 
 
 class DeepExtractor(Extractor):
@@ -78,6 +92,20 @@ class DeepExtractor(Extractor):
         e.g. AVX-512 BF16 or AMX) and on CUDA. Autocast features differ from
         float32 ones in the second or third decimal, so each precision other
         than float32 has its own cache key.
+    tta : {"none", "flip", "d4"}
+        Average the pooled features over the image and its mirror image, or
+        over the 8 symmetries of the square (batched: 2x / 8x the network work).
+    layers : {"last", "last2", "last3"} or str
+        Also take the pooled outputs of the last one / two feature stages
+        (timm-built backbones), or of the comma-separated stage names given;
+        their columns are named ``<backbone>.<stage>.fNNNN`` (``blocks_6``).
+    pooling : {"avg", "gem"}
+        Global average pooling, or generalised mean (p=3) of every layer taken.
+    stain_norm : {"none", "reinhard", "macenko"}
+        Colour normalisation of the network input (:mod:`leukbench.stain`).
+
+    Every option at its default leaves the cache key as it was; any other
+    value is recorded in it.
 
     Example
     -------
@@ -99,8 +127,13 @@ class DeepExtractor(Extractor):
         batch_size: Optional[int] = None,
         seed: int = 0,
         precision: str = "auto",
+        tta: str = "none",
+        layers: str = "last",
+        pooling: str = "avg",
+        stain_norm: str = "none",
     ):
         self._name = name
+        self._tta, self._layers, self._pooling, self._stain_norm = tta, layers, pooling, stain_norm
         self._weights = weights
         self._segment = segment
         self._grayscale = grayscale
@@ -112,6 +145,7 @@ class DeepExtractor(Extractor):
         self._n_features = 0
         self._model = None
         self._norm = None
+        self._tap = None
 
     # -- resolution, on first use --------------------------------------------
     def _resolve(self) -> _Resolved:
@@ -122,14 +156,49 @@ class DeepExtractor(Extractor):
             precision = resolve_precision(self._precision, device)
             preprocessing = spec_preprocessing(spec)
             source, location = resolve_weights(spec, self._weights)
-            config = self._make_config(spec, precision, preprocessing, source, location)
-            self._resolved = _Resolved(spec, device, batch_size, precision, preprocessing, source, location, config)
+            stages = self._resolve_feature_options(spec)
+            config = self._make_config(spec, precision, preprocessing, source, location, stages)
+            self._resolved = _Resolved(spec, device, batch_size, precision, preprocessing, source, location, config,
+                                       stages)
             self._n_features = spec.n_features
         return self._resolved
 
+    def _resolve_feature_options(self, spec: _Spec) -> tuple:
+        """Check ``tta``, ``pooling`` and ``stain_norm``; the intermediate stages ``layers`` asks for."""
+        from ...stain import stain_key
+
+        check_tta(self._tta)
+        check_pooling(self._pooling)
+        stain_key(self._stain_norm)
+        if self._pooling == "gem" and spec.family == "torchvision":
+            raise invalid("pooling", f"'gem' needs a timm-built backbone (efficientnet_lite0/1/2, timm:<model>); "
+                                     f"{spec.name} is torchvision's")
+        if str(self._layers).strip() == "last":
+            return ()
+        stages = []
+        if spec.family != "torchvision":
+            import timm
+            import torch
+
+            with torch.device("meta"):
+                stages = stage_table(timm.create_model(spec.arch, pretrained=False, num_classes=0))
+        return tuple(resolve_layers(self._layers, stages, spec.name))
+
     def _make_config(self, spec: _Spec, precision: str, preprocessing: Preprocessing, source: str,
-                     location: Location) -> ExtractorConfig:
+                     location: Location, stages: tuple = ()) -> ExtractorConfig:
+        from ...stain import stain_key
+
         options = list(preprocessing.options())
+        # the feature options enter the key only when not at their defaults: the
+        # caches of default extractors keep their keys
+        if self._tta != "none":
+            options.append(("tta", self._tta))
+        if stages:
+            options.append(("layers", ",".join(m for m, _ in stages)))
+        if self._pooling != "avg":
+            options.append(("pooling", f"gem(p={GEM_P:g})"))
+        if self._stain_norm != "none":
+            options.append(("stain_norm", stain_key(self._stain_norm)))
         if spec.family != "torchvision":
             options.append(("arch", f"timm:{spec.arch}"))
         if precision != "float32":
@@ -192,6 +261,7 @@ class DeepExtractor(Extractor):
         state = self.__dict__.copy()
         state["_model"] = None
         state["_norm"] = None
+        state["_tap"] = None
         return state
 
     def __setstate__(self, state):
@@ -216,12 +286,17 @@ class DeepExtractor(Extractor):
                 with torch.device("meta"):
                     m = timm.create_model(spec.arch, pretrained=False, num_classes=0)
                 self._n_features = int(m.num_features)
-        return self._n_features
+        return self._n_features + sum(c for _, c in self._resolve().stages)
 
     @property
     def feature_names(self) -> List[str]:
-        prefix = self._resolve().spec.prefix
-        return [f"{prefix}.f{i:04d}" for i in range(self.n_features)]
+        """``<backbone>.fNNNN`` for the last layer, then ``<backbone>.<stage>.fNNNN`` for each stage taken."""
+        r = self._resolve()
+        n_last = self.n_features - sum(c for _, c in r.stages)
+        names = [f"{r.spec.prefix}.f{i:04d}" for i in range(n_last)]
+        for module, channels in r.stages:
+            names += [f"{r.spec.prefix}.{layer_label(module)}.f{i:04d}" for i in range(channels)]
+        return names
 
     @property
     def is_random_init(self) -> bool:
@@ -231,8 +306,13 @@ class DeepExtractor(Extractor):
         c = self.config
         w = f"random init (seed={self.seed}), not pretrained" if self.is_random_init else c.weights_id
         where = "CUDA" if self.device.startswith("cuda") else self.device.split(":")[0].upper()
+        stages = "+".join(m for m, _ in self._resolve().stages)
         extra = [e for e, on in (("segmented", c.segment), ("grayscale", c.grayscale),
-                                 (f"{self.precision} autocast on {where}", self.precision != "float32")) if on]
+                                 (f"{self.precision} autocast on {where}", self.precision != "float32"),
+                                 (f"tta {self._tta}", self._tta != "none"),
+                                 (f"last layer + {stages}", bool(stages)),
+                                 ("GeM pooling", self._pooling != "avg"),
+                                 (f"{self._stain_norm} stain normalisation", self._stain_norm != "none")) if on]
         tail = f", {', '.join(extra)}" if extra else ""
         return f"{c.name} (weights: {w}, input {c.input_size}px{tail})"
 
@@ -255,6 +335,7 @@ class DeepExtractor(Extractor):
                 fold_batchnorm(model)
             model = model.to(r.device).to(memory_format=torch.channels_last)
             self._norm = r.preprocessing.scale_shift(r.device)
+            self._tap = LayerTap(model, [m for m, _ in r.stages]) if r.stages else None
             self._model = model
         return self._model
 
@@ -289,8 +370,11 @@ class DeepExtractor(Extractor):
 
     # -- extraction ---------------------------------------------------------
     def prepare(self, image: np.ndarray) -> np.ndarray:
-        """Resize + centre crop in the worker; ``uint8`` array ``(H, W, 3)``."""
-        return self.preprocessing.resize_crop(image)
+        """Resize + centre crop (+ stain normalisation) in the worker; ``uint8`` array ``(H, W, 3)``."""
+        from ...stain import normalize_stain
+
+        self._resolve()  # checks the options (stain_norm) in the worker too
+        return normalize_stain(self.preprocessing.resize_crop(image), self._stain_norm)
 
     def _to_batch(self, items: Sequence[Any]):
         import torch
@@ -321,16 +405,27 @@ class DeepExtractor(Extractor):
             elif self.device != "cpu":
                 x = x.to(self.device)
             with torch.inference_mode(), self._ieee_float32():
-                x = self.preprocessing.normalize(x, self._norm)
-                if autocast is not None:
-                    with torch.autocast(self.device.split(":")[0], dtype=autocast):
-                        y = model(x)
-                else:
-                    y = model(x)
-                y = y.flatten(1).float()
+                views = [self._forward(model, self.preprocessing.normalize(v, self._norm), autocast)
+                         for v in tta_views(x, self._tta)]
+                y = views[0] if len(views) == 1 else torch.stack(views).mean(dim=0)
             outs.append(y.cpu().numpy())
         out = np.concatenate(outs) if len(outs) > 1 else outs[0]
         return np.ascontiguousarray(out, dtype=np.float32)
+
+    def _forward(self, model, x, autocast):
+        """Pooled features ``(N, n_features)`` of one normalised batch: the last layer, then each stage taken."""
+        import torch
+
+        where = self.device.split(":")[0]
+        with torch.autocast(where, dtype=autocast) if autocast is not None else contextlib.nullcontext():
+            if self._pooling == "avg":
+                y = model(x).flatten(1).float()
+            else:
+                y = pool(model.forward_features(x), "gem")
+            stages = self._resolve().stages
+            if not stages:
+                return y
+            return torch.cat([y] + [pool(self._tap.outputs[m], self._pooling) for m, _ in stages], dim=1)
 
 
 # --------------------------------------------------------------------------
@@ -356,6 +451,8 @@ class _BackboneFactory:
 
 
 create_efficientnet_lite0 = _BackboneFactory("efficientnet_lite0")
+create_efficientnet_lite1 = _BackboneFactory("efficientnet_lite1")
+create_efficientnet_lite2 = _BackboneFactory("efficientnet_lite2")
 create_resnet50 = _BackboneFactory("resnet50")
 create_efficientnet_b0 = _BackboneFactory("efficientnet_b0")
 create_efficientnet_b3 = _BackboneFactory("efficientnet_b3")
@@ -369,8 +466,9 @@ def create_timm(*, model_name: str, **options) -> DeepExtractor:
     """Create a ``timm:<model_name>`` deep feature extractor.
 
     Options are those of :class:`DeepExtractor` (``weights``, ``segment``,
-    ``grayscale``, ``device``, ``batch_size``, ``seed``, ``precision``); any
-    other is an :class:`~leukbench.exceptions.InvalidParameterError`.
+    ``grayscale``, ``device``, ``batch_size``, ``seed``, ``precision``,
+    ``tta``, ``layers``, ``pooling``, ``stain_norm``); any other is an
+    :class:`~leukbench.exceptions.InvalidParameterError`.
     """
     check_options(f"timm:{model_name}", options, DEEP_OPTIONS)
     return DeepExtractor(f"timm:{model_name}", **options)

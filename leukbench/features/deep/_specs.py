@@ -22,7 +22,7 @@ class _Spec:
     """Static description of one backbone."""
 
     name: str  # registry name, e.g. "resnet50" or "timm:convnext_tiny"
-    family: str  # "torchvision", "timm" or "lite0"
+    family: str  # "torchvision", "timm" or "lite" (EfficientNet-Lite with bundled weights)
     arch: str  # torchvision builder name or timm model name
     head: Tuple[str, ...] = ()  # module paths of the classification head
     n_features: int = 0  # 0: ask the model (timm)
@@ -42,7 +42,11 @@ def _torchvision(name: str, head: str, n_features: int, weights_enum: str, *extr
 _SPECS: Dict[str, _Spec] = {
     spec.name: spec
     for spec in (
-        _Spec(name="efficientnet_lite0", family="lite0", arch="tf_efficientnet_lite0",
+        _Spec(name="efficientnet_lite0", family="lite", arch="tf_efficientnet_lite0",
+              head=("classifier",), n_features=1280),
+        _Spec(name="efficientnet_lite1", family="lite", arch="tf_efficientnet_lite1",
+              head=("classifier",), n_features=1280),
+        _Spec(name="efficientnet_lite2", family="lite", arch="tf_efficientnet_lite2",
               head=("classifier",), n_features=1280),
         _torchvision("resnet50", "fc", 2048, "ResNet50_Weights"),
         _torchvision("efficientnet_b0", "classifier", 1280, "EfficientNet_B0_Weights"),
@@ -63,8 +67,8 @@ def list_backbones() -> List[str]:
 
     Example
     -------
-    >>> list_backbones()[:2]
-    ['efficientnet_lite0', 'resnet50']
+    >>> list_backbones()[:4]
+    ['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2', 'resnet50']
     """
     return list(BACKBONES)
 

@@ -105,7 +105,7 @@ def is_head_key(key: str, heads: Sequence[str]) -> bool:
 
 
 def lukemelas_to_timm(src: Dict[str, Any], target: Dict[str, Any]) -> Dict[str, Any]:
-    """Map a lukemelas EfficientNet-Lite0 state dict onto timm's by position.
+    """Map a lukemelas EfficientNet-Lite0/1/2 state dict onto timm's by position.
 
     Head tensors (``_fc``) map onto ``classifier``; every other tensor must
     line up in order, with the same kind (weight/bias/running stats) and
@@ -115,15 +115,15 @@ def lukemelas_to_timm(src: Dict[str, Any], target: Dict[str, Any]) -> Dict[str, 
     t_body = [(k, v) for k, v in target.items() if not k.startswith("classifier.")]
     if len(s_body) != len(t_body):
         raise ValueError(
-            f"efficientnet_lite0 weights: {len(s_body)} backbone tensors in the file, "
-            f"{len(t_body)} in tf_efficientnet_lite0"
+            f"EfficientNet-Lite weights: {len(s_body)} backbone tensors in the file, "
+            f"{len(t_body)} in the timm model"
         )
     out = {}
     for (sk, sv), (tk, tv) in zip(s_body, t_body):
         if sk.rsplit(".", 1)[-1] != tk.rsplit(".", 1)[-1] or tuple(sv.shape) != tuple(tv.shape):
             raise ValueError(
-                f"efficientnet_lite0 weights: {sk} {tuple(sv.shape)} does not match "
-                f"{tk} {tuple(tv.shape)}; the file is not an EfficientNet-Lite0 checkpoint"
+                f"EfficientNet-Lite weights: {sk} {tuple(sv.shape)} does not match "
+                f"{tk} {tuple(tv.shape)}; the file is not a checkpoint of this EfficientNet-Lite"
             )
         out[tk] = sv
     for suffix in ("weight", "bias"):
@@ -136,7 +136,7 @@ def load_into(model, spec: _Spec, sd: Dict[str, Any], *, with_head: bool, source
     """Strict load of ``sd`` into ``model``; head tensors are dropped when headless."""
     if spec.family == "torchvision" and spec.arch.startswith("densenet"):
         sd = {(_DENSENET_OLD_KEY.sub(r"\1\2", k)): v for k, v in sd.items()}
-    if spec.family == "lite0" and any(k.startswith("_conv_stem.") for k in sd):
+    if spec.family == "lite" and any(k.startswith("_conv_stem.") for k in sd):
         # the model's own keys fix the target order (its head, if any, is skipped)
         try:
             sd = lukemelas_to_timm(sd, model.state_dict())
