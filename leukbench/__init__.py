@@ -30,6 +30,10 @@ _LAZY = {
     "write_report": ("leukbench.reporting", "write_report"),
     "summarize": ("leukbench.reporting", "summarize"),
     "LeukbenchError": ("leukbench.exceptions", "LeukbenchError"),
+    "train": ("leukbench.models", "train"),
+    "load_model": ("leukbench.models", "load_model"),
+    "Model": ("leukbench.models", "Model"),
+    "FineTuner": ("leukbench.finetune", "FineTuner"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -21,7 +21,8 @@ from typing import Any, List, Mapping, Optional, Tuple
 from ._validation import invalid
 from .exceptions import InvalidParameterError
 
-__all__ = ["CustomClassifier", "named_estimators", "split_estimators"]
+__all__ = ["CustomClassifier", "NORMALIZE_METHODS", "PostProcessed", "check_postprocessing", "named_estimators",
+           "signed_sqrt", "split_estimators", "with_postprocessing"]
 
 
 class CustomClassifier(str):
@@ -105,3 +106,90 @@ def named_estimators(names: List[str], custom: List[Tuple[Optional[str], Any]]) 
                                          "sklearn.base.BaseEstimator") from None
         out.append(CustomClassifier(name, est))
     return out
+
+
+#: Accepted values of ``normalize=`` (``reduce=`` is ``"none"``, ``"pca:K"`` or ``"pca-whiten:K"``).
+NORMALIZE_METHODS = ("none", "l2", "power")
+
+
+def signed_sqrt(X):
+    """``sign(x) * sqrt(|x|)``, element-wise: the power normalisation of ``normalize="power"``."""
+    import numpy as np
+
+    return np.sign(X) * np.sqrt(np.abs(X))
+
+
+def check_postprocessing(reduce: str = "none", normalize: str = "none") -> str:
+    """The row-name suffix of ``reduce`` and ``normalize`` (``""`` when both are ``"none"``).
+
+    Raises
+    ------
+    InvalidParameterError
+        For a value that is not one of the accepted ones (naming ``reduce`` or ``normalize``).
+
+    Example
+    -------
+    >>> check_postprocessing("pca-whiten:64", "power")
+    'power, pca-whiten:64'
+    >>> check_postprocessing()
+    ''
+    """
+    if normalize not in NORMALIZE_METHODS:
+        raise invalid("normalize", f"must be one of {', '.join(NORMALIZE_METHODS)} (got {normalize!r})")
+    text = str(reduce).strip()
+    if text != "none":
+        kind, _, k = text.partition(":")
+        if kind not in ("pca", "pca-whiten") or not k.isdigit() or int(k) < 1:
+            raise invalid("reduce", f"must be none, pca:K or pca-whiten:K with K a whole number of at least 1 "
+                                    f"(got {reduce!r})")
+    return ", ".join(p for p, on in ((normalize, normalize != "none"), (text, text != "none")) if on)
+
+
+class PostProcessed(str):
+    """The row name of a classifier run after post-processing steps fitted on each training fold.
+
+    ``"SVC [l2, pca:64]"``: :func:`leukbench.classifiers.make_classifier` builds
+    ``make_pipeline(<normalisation>, <PCA>, <the SVC pipeline>)``, so the steps are fitted
+    inside each training fold only and their parameters are part of the fold-cache key.
+
+    Example
+    -------
+    >>> from leukbench.classifiers import make_classifier
+    >>> name = PostProcessed("GaussianNB", "pca:2", "l2")
+    >>> name, [type(s).__name__ for _, s in make_classifier(name).steps]
+    ('GaussianNB [l2, pca:2]', ['Normalizer', 'PCA', 'GaussianNB'])
+    """
+
+    base: str
+    reduce: str
+    normalize: str
+
+    def __new__(cls, base: str, reduce: str = "none", normalize: str = "none") -> "PostProcessed":
+        self = super().__new__(cls, f"{base} [{check_postprocessing(reduce, normalize)}]")
+        self.base, self.reduce, self.normalize = base, str(reduce).strip(), normalize
+        return self
+
+    def __reduce__(self):
+        return (PostProcessed, (self.base, self.reduce, self.normalize))
+
+    def steps(self, seed: int = 0) -> list:
+        """Fresh, unfitted post-processing steps (normalisation, then reduction)."""
+        from sklearn.decomposition import PCA
+        from sklearn.preprocessing import FunctionTransformer, Normalizer
+
+        steps = []
+        if self.normalize == "power":
+            steps.append(FunctionTransformer(signed_sqrt))
+        if self.normalize != "none":
+            steps.append(Normalizer("l2"))
+        if self.reduce != "none":
+            kind, _, k = self.reduce.partition(":")
+            steps.append(PCA(int(k), whiten=kind == "pca-whiten", svd_solver="full", random_state=seed))
+        return steps
+
+
+def with_postprocessing(names: List[str], reduce: str = "none", normalize: str = "none") -> List[str]:
+    """``names`` as :class:`PostProcessed` rows when ``reduce`` or ``normalize`` asks for a step, else as given."""
+    if not check_postprocessing(reduce, normalize):
+        return list(names)
+    return [PostProcessed(n, reduce, normalize) for n in names]

@@ -61,7 +61,8 @@ def _features_help() -> str:
 def _add_data_options(p: argparse.ArgumentParser, defaults: Dict[str, Any]) -> None:
     from .datasets import LAYOUTS
     from .extraction import DEFAULT_FEATURES
-    from .features.deep import PRECISIONS
+    from .features.deep import POOLINGS, PRECISIONS, TTA_MODES
+    from .stain import STAIN_METHODS
 
     p.add_argument("data", nargs="?", default=defaults["data"],
                    help="image folder or CSV manifest (default: the bundled C-NMC sample)")
@@ -84,6 +85,17 @@ def _add_data_options(p: argparse.ArgumentParser, defaults: Dict[str, Any]) -> N
                    help="arithmetic of the deep backbones: auto (float16 autocast on CUDA, float32 "
                         "elsewhere) | float32 | float16 (CUDA) | bfloat16 (autocast; fast on CPUs with "
                         "AVX-512 BF16 or AMX). Autocast features are cached apart (default: %(default)s)")
+    p.add_argument("--tta", default=defaults["tta"], choices=TTA_MODES,
+                   help="deep features averaged over the image and its mirror image (flip) or the 8 symmetries "
+                        "of the square (d4: 8x the network work) (default: %(default)s)")
+    p.add_argument("--layers", default=defaults["layers"], metavar="L",
+                   help="last | last2 | last3 | stage names (comma-separated): also the pooled outputs of the last "
+                        "1 or 2 feature stages of a timm-built backbone (default: %(default)s)")
+    p.add_argument("--pooling", default=defaults["pooling"], choices=POOLINGS,
+                   help="global pooling of the deep features: avg | gem (generalised mean, p=3) (default: %(default)s)")
+    p.add_argument("--stain-norm", default=defaults["stain_norm"], choices=STAIN_METHODS,
+                   help="colour normalisation before deep and handcrafted features: none | reinhard | macenko "
+                        "(default: %(default)s)")
     p.add_argument("--batch-size", type=_count(1), default=defaults["batch_size"], metavar="N",
                    help="images per network batch (deep backbones; default: 16 on the CPU, 32 on a GPU)")
     p.add_argument("--num-workers", type=_count(0), default=defaults["num_workers"], metavar="N",
@@ -104,12 +116,33 @@ def _add_data_options(p: argparse.ArgumentParser, defaults: Dict[str, Any]) -> N
                         "subsample is taken before extraction, shares the cache and is stated in the report")
     p.add_argument("--subsample-seed", type=int, default=defaults["subsample_seed"], metavar="S",
                    help="seed of the reduced-data subsample (default: %(default)s)")
+    p.add_argument("--scheduler", default=defaults["scheduler"], metavar="ADDR",
+                   help="run on a Dask cluster: tcp://HOST:8786 (a running scheduler) or local:N (a local cluster "
+                        "of N worker processes); needs pip install \"leukbench[dask]\" (default: this process)")
     p.add_argument("-q", "--quiet", action="store_true", default=not defaults["progress"],
                    help="no progress bars")
 
 
 
+def _add_finetune_options(p: argparse.ArgumentParser, defaults: Dict[str, Any]) -> None:
+    """Options of the fine-tuned networks, named in --features as finetuned:<backbone>."""
+    g = p.add_argument_group("fine-tuning (--features ...,finetuned:<backbone>; docs/finetuning.md)")
+    g.add_argument("--epochs", dest="finetune_epochs", type=_count(1), default=defaults["finetune_epochs"],
+                   metavar="N", help="most epochs per fold (default: %(default)s)")
+    g.add_argument("--patience", dest="finetune_patience", type=_count(1), default=defaults["finetune_patience"],
+                   metavar="P", help="stop after P epochs without a better validation balanced accuracy "
+                                     "(default: %(default)s)")
+    g.add_argument("--finetune-size", type=_count(16), default=defaults["finetune_size"], metavar="PX",
+                   help="input size in pixels; smaller trains faster on a CPU (default: the backbone's own)")
+    g.add_argument("--freeze", dest="finetune_freeze", type=_count(0), default=defaults["finetune_freeze"],
+                   metavar="K", help="leading backbone stages kept frozen (default: %(default)s)")
+    g.add_argument("--max-train-minutes", dest="finetune_max_minutes", type=float,
+                   default=defaults["finetune_max_minutes"], metavar="M",
+                   help="stop a fold's training after the epoch that passes M minutes (default: no limit)")
+
+
 def _add_compare_options(p: argparse.ArgumentParser, defaults: Dict[str, Any]) -> None:
+    from ._estimators import NORMALIZE_METHODS
     from .classifiers import BATTERIES, DEFAULT_BATTERY
     from .evaluation.options import SCHEMES
     from .schema import DEFAULT_SEED, DEFAULT_SORT
@@ -143,12 +176,19 @@ def _add_compare_options(p: argparse.ArgumentParser, defaults: Dict[str, Any]) -
                         "chosen per fold go to folds.csv")
     p.add_argument("--tune-trials", type=_count(1), default=defaults["tune_trials"], metavar="N",
                    help="candidates each search tries, at most (default: %(default)s)")
+    p.add_argument("--reduce", default=defaults["reduce"], metavar="R",
+                   help="none | pca:K | pca-whiten:K: PCA of the features before every classifier, fitted on each "
+                        "training fold only; rows are named '<classifier> [pca:K]' (default: %(default)s)")
+    p.add_argument("--normalize", default=defaults["normalize"], choices=NORMALIZE_METHODS,
+                   help="none | l2 | power (signed square root, then L2) of each feature vector before every "
+                        "classifier (and before --reduce) (default: %(default)s)")
     p.add_argument("--tune-budget", type=float, default=defaults["tune_budget"], metavar="S",
                    help="seconds each search (one classifier, one outer fold) may take, checked between "
                         "candidates; the refit comes on top and --timeout still stops the whole tuned fit "
                         "(default: no limit)")
     p.add_argument("--keep-duplicates", action="store_true", default=not defaults["merge_duplicates"],
                    help="do not merge subjects that share identical images (report only)")
+    _add_finetune_options(p, defaults)
     p.add_argument("--out", default=None, metavar="DIR",
                    help="results folder (default: ./leukbench-results/<dataset>-<time>)")
 
@@ -175,8 +215,49 @@ def build_parser() -> argparse.ArgumentParser:
     cp = sub.add_parser("compare", help="extract what is missing, then compare classifiers with subject-aware CV")
     _add_data_options(cp, defaults)
     _add_compare_options(cp, defaults)
+    cp.add_argument("--save-best", default=None, metavar="DIR",
+                    help="after the table, train its best row on all labelled images and write the model "
+                         "bundle to DIR (a folder, or a .zip), its card carrying the row's cross-validated scores")
     _add_summarize_parser(sub, defaults)
+    _add_model_parsers(sub, defaults)
     return parser
+
+
+def _add_model_parsers(sub, defaults: Dict[str, Any]) -> None:
+    """``train`` (a row of the table on all labelled images) and ``predict`` (new images with a bundle)."""
+    from .datasets import LAYOUTS
+    from .models import predict_images, train
+
+    own = _signature_defaults(train)
+    tr = sub.add_parser("train", help="fit one feature set and classifier on all labelled images; write a model bundle")
+    _add_data_options(tr, defaults)
+    tr.add_argument("--classifier", default=own["classifier"], metavar="NAME",
+                    help="a classifier of the battery, 'NAME (tuned)', or a table row with post-processing such "
+                         "as 'GaussianNB [power, pca:3]' (default: %(default)s)")
+    tr.add_argument("--seed", type=int, default=own["seed"], help="seed of the classifier (default: %(default)s)")
+    tr.add_argument("--positive-label", default=own["positive_label"], metavar="LABEL",
+                    help="positive class of a binary problem (default: 'all' when present)")
+    tr.add_argument("--out", default=None, metavar="DIR",
+                    help="model bundle: a folder, or a path ending in .zip "
+                         "(default: ./leukbench-models/<dataset>-<time>)")
+    pr_defaults = _signature_defaults(predict_images)
+    pr = sub.add_parser("predict", help="predict new images with a model bundle written by train or --save-best")
+    pr.add_argument("model", metavar="MODEL", help="the model bundle: a folder or .zip")
+    pr.add_argument("data", nargs="+", metavar="DATA_OR_IMAGES",
+                    help="a folder (class folders give labels and metrics), a CSV manifest, or image files")
+    pr.add_argument("--out", default="predictions.csv", metavar="CSV",
+                    help="predictions CSV; plots/example_predictions.png goes beside it (default: %(default)s)")
+    pr.add_argument("--cache-dir", default=pr_defaults["cache_dir"], metavar="DIR",
+                    help="feature cache (default: the one extract uses)")
+    pr.add_argument("--device", default=pr_defaults["device"], metavar="D", help="auto | cpu | cuda | cuda:N | mps")
+    pr.add_argument("--batch-size", type=_count(1), default=pr_defaults["batch_size"], metavar="N",
+                    help="images per network batch (deep backbones)")
+    pr.add_argument("--num-workers", type=_count(0), default=pr_defaults["num_workers"], metavar="N",
+                    help="decoding workers (default: by core count)")
+    pr.add_argument("--layout", default=pr_defaults["layout"], choices=LAYOUTS, help="dataset layout of a folder")
+    pr.add_argument("--subject-regex", default=pr_defaults["subject_regex"], metavar="RE",
+                    help="regex that takes the subject id out of file names")
+    pr.add_argument("-q", "--quiet", action="store_true", default=not pr_defaults["progress"], help="no progress bars")
 
 
 

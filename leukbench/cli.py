@@ -1,4 +1,4 @@
-"""The ``leukbench`` command line: ``extract``, ``compare`` and ``summarize``.
+"""The ``leukbench`` command line: ``extract``, ``compare``, ``summarize``, ``train`` and ``predict``.
 
 The options and their defaults come from the library (:func:`leukbench.extract`,
 :func:`leukbench.compare` and the constants of the modules they use), so that
@@ -17,6 +17,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shlex
@@ -57,6 +58,10 @@ def _extract(args, data=None):
         grayscale=args.grayscale,
         device=args.device,
         precision=args.precision,
+        tta=args.tta,
+        layers=args.layers,
+        pooling=args.pooling,
+        stain_norm=args.stain_norm,
         batch_size=args.batch_size,
         num_workers=args.num_workers,
         cache_dir=args.cache_dir,
@@ -67,6 +72,7 @@ def _extract(args, data=None):
         max_per_class=args.max_per_class,
         fraction=args.fraction,
         subsample_seed=args.subsample_seed,
+        scheduler=args.scheduler,
     )
     first = next(iter(result.feature_sets.values()))
     if "subsample" in first.provenance:
@@ -91,6 +97,20 @@ def cmd_extract(args) -> int:
     return EXIT_OK
 
 
+def _split_finetuned(features: str):
+    """``--features``: the backbones named ``finetuned:<backbone>``, and the rest to extract."""
+    from .exceptions import InvalidParameterError
+
+    items = [f.strip() for f in str(features).split(",") if f.strip()]
+    tuned = [f[len("finetuned:"):] for f in items if f.startswith("finetuned:")]
+    rest = [f for f in items if not f.startswith("finetuned:")]
+    if tuned and not rest:
+        raise InvalidParameterError(
+            "--features needs a feature set besides finetuned:<backbone>, whose images the networks are "
+            "trained on (e.g. --features efficientnet_lite0,finetuned:efficientnet_lite0)", parameter="features")
+    return tuned, ",".join(rest)
+
+
 def cmd_compare(args) -> int:
     from . import datasets
     from .evaluation import check_dataset, check_options, compare
@@ -101,14 +121,17 @@ def cmd_compare(args) -> int:
     check_options(classifiers=args.classifiers, battery=args.battery, split=args.split, cv=args.cv,
                   repeats=args.repeats, sort=args.sort, timeout=args.timeout, n_jobs=args.n_jobs,
                   alpha=args.alpha, n_bootstrap=args.n_bootstrap, tune=args.tune, tune_trials=args.tune_trials,
-                  tune_budget=args.tune_budget)
+                  tune_budget=args.tune_budget, reduce=args.reduce, normalize=args.normalize)
     out = Path(args.out) if args.out else Path("leukbench-results") / (
         f"{Path(data).name or 'data'}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     _check_writable_folder(out, "--out")
+    if args.save_best:
+        _check_model_target(args.save_best, "--save-best")
     table = datasets.discover(data, layout=args.layout, subject_regex=args.subject_regex)
     dataset_options = dict(split=args.split, positive_label=args.positive_label, source=data)
     classes = check_dataset(table, **dataset_options)
+    finetune, args.features = _split_finetuned(args.features)
     sets = list(_extract(args, table).values())
     check_dataset(sets, classes=classes, **dataset_options)  # no class lost to unreadable images
     result = compare(
@@ -129,8 +152,18 @@ def cmd_compare(args) -> int:
         tune=args.tune,
         tune_trials=args.tune_trials,
         tune_budget=args.tune_budget,
+        finetune=finetune or None,
+        finetune_epochs=args.finetune_epochs,
+        finetune_patience=args.finetune_patience,
+        finetune_size=args.finetune_size,
+        finetune_freeze=args.finetune_freeze,
+        finetune_max_minutes=args.finetune_max_minutes,
+        finetune_options={"weights": args.weights, "device": args.device, "precision": args.precision},
+        reduce=args.reduce,
+        normalize=args.normalize,
         cache_dir=args.cache_dir or None,  # None: the default cache folder
         progress=not args.quiet,
+        scheduler=args.scheduler,
     )
     result.params["command"] = "leukbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     print()  # the table first: a disk that fills up while saving must not lose it
@@ -138,7 +171,62 @@ def cmd_compare(args) -> int:
     result.save(out, feature_sets=sets)
     print(f"\nresults: {out}/ (report.html, table.md, table.csv, folds.csv, predictions.csv, "
           "per_class.csv, calibration.csv, audit_pairs.csv, skipped_images.csv, run.json, plots/)")
+    if args.save_best:
+        from .models import best_row, train_best
+
+        model, best = train_best(result, sets), best_row(result)
+        if (best["Feature Set"], best["Model"]) != (model.feature_set, model.classifier):
+            print(f"note: the best row {best['Feature Set']} / {best['Model']} is a fine-tuned network, which a "
+                  "model bundle cannot hold yet; saving the best battery row instead")
+        print(f"best row {model.feature_set} / {model.classifier} trained on all "
+              f"{model.card['training_data']['images']} labelled images: {model.save(args.save_best)} "
+              "(manifest.json, model.md, model.json)")
     return EXIT_OK
+
+
+def cmd_train(args) -> int:
+    """``leukbench train``: one feature set and classifier fitted on all labelled images, as a model bundle."""
+    from . import datasets
+    from .models import check_train, fit_model
+
+    check_train(args.features, args.classifier)
+    data = args.data if args.data is not None else datasets.sample_root()
+    out = Path(args.out) if args.out else Path("leukbench-models") / (
+        f"{Path(data).name or 'data'}-{time.strftime('%Y%m%d-%H%M%S')}")
+    _check_model_target(out, "--out")
+    fs = next(iter(_extract(args).values()))
+    model = fit_model(fs, args.classifier, seed=args.seed, positive_label=args.positive_label)
+    print(f"{model!r}\nmodel: {model.save(out)} (manifest.json, model.md, model.json); "
+          f"predict with: leukbench predict {shlex.quote(str(out))} IMAGES...")
+    return EXIT_OK
+
+
+def cmd_predict(args) -> int:
+    """``leukbench predict``: the predictions of a model bundle on new images, with metrics when labelled."""
+    from .models import load_model
+    from .models.predicting import check_output
+
+    out = Path(args.out)
+    check_output(out, "--out")
+    _check_writable_folder(out.parent if str(out.parent) else Path("."), "--out")
+    model = load_model(args.model)
+    result = model.predictions(args.data, cache_dir=args.cache_dir, device=args.device, batch_size=args.batch_size,
+                               num_workers=args.num_workers, layout=args.layout, subject_regex=args.subject_regex,
+                               progress=not args.quiet)
+    print("\n".join(result.summary_lines()))
+    if not len(result.table):
+        return _error(f"no image of {' '.join(args.data)} could be read; see the skipped reasons above", EXIT_NOTHING)
+    print(f"predictions: {', '.join(str(p) for p in result.save(out))}")
+    return EXIT_OK
+
+
+def _check_model_target(path, option: str) -> None:
+    """Fail now, not after the work, when a model bundle cannot be written to ``path``."""
+    from .models.bundle import check_target
+
+    path = Path(path)
+    check_target(path, option)
+    _check_writable_folder(path.parent if path.suffix.lower() == ".zip" else path, option)
 
 
 def cmd_summarize(args) -> int:
@@ -220,11 +308,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        with terminate_as_interrupt():  # SIGTERM (SLURM, Kubernetes, timeout) keeps finished work too
+        with terminate_as_interrupt(), _plain_warnings():  # SIGTERM (SLURM, Kubernetes, timeout) keeps work too
             if args.command == "extract":
                 return cmd_extract(args)
             if args.command == "summarize":
                 return cmd_summarize(args)
+            if args.command in ("train", "predict"):
+                return cmd_train(args) if args.command == "train" else cmd_predict(args)
             return cmd_compare(args)
     except ExtractionError as exc:
         for s in exc.summaries:  # what was found and why it was skipped
@@ -248,6 +338,31 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _report_bug()
     except Exception:  # noqa: BLE001 - anything else is a bug: show it
         return _report_bug()
+
+
+@contextlib.contextmanager
+def _plain_warnings():
+    """Within the block, leukbench's own warnings print as ``leukbench: warning: <message>``.
+
+    They are messages for the user (a manifest that is not UTF-8, a huge image),
+    not for a developer: no source file, line number or code line. Warnings of
+    other packages keep Python's format.
+    """
+    import warnings
+
+    package = str(Path(__file__).resolve().parent)
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not str(filename).startswith(package):
+            return previous(message, category, filename, lineno, file, line)
+        print(f"leukbench: warning: {message}", file=sys.stderr if file is None else file)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
 
 
 def _silence_stdout() -> None:

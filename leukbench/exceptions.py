@@ -29,6 +29,8 @@ __all__ = [
     "MissingDependencyError",
     "EvaluationError",
     "ReportError",
+    "ClusterError",
+    "BundleError",
 ]
 
 
@@ -122,9 +124,19 @@ class MissingDependencyError(LeukbenchError, ImportError):
     """An optional package that a requested feature needs is not installed."""
 
 
+class ClusterError(LeukbenchError, ConnectionError):
+    """A Dask scheduler cannot be reached, or its workers cannot do the work (the message names
+    the address or the path a worker cannot see)."""
+
+
 class EvaluationError(LeukbenchError, ValueError):
     """The requested evaluation cannot be honest or cannot run (message says why)."""
 
 
 class ReportError(LeukbenchError, ValueError):
     """A results folder cannot be written or a result cannot be reported (message says why)."""
+
+
+class BundleError(LeukbenchError, ValueError):
+    """A model bundle cannot be written or loaded safely: a file missing, tampered with or of an
+    untrusted type, or a format newer than this leukbench (the message names the file and the fix)."""

@@ -27,7 +27,7 @@ from leukbench.exceptions import (
 from leukbench.features.deep import PRECISIONS
 
 #: Options of the command line that are no parameter of extract() or compare().
-CLI_ONLY = {"command", "out", "quiet", "keep_duplicates"}
+CLI_ONLY = {"command", "out", "quiet", "keep_duplicates", "save_best"}
 
 
 def run(argv, capsys):
@@ -93,6 +93,33 @@ def test_a_bug_shows_its_traceback_and_asks_for_a_report(tmp_path, capsys, extra
     assert last.startswith("leukbench: internal error:") and "bug" in last and "report" in last
     assert leukbench.__version__ in last
     assert err.index("Traceback") < err.index("leukbench: internal error")  # the request comes last
+
+
+def test_leukbench_warnings_are_one_plain_line_and_others_keep_their_format(tmp_path, capsys, monkeypatch,
+                                                                          recwarn):
+    import warnings
+
+    import leukbench.extraction
+    from leukbench.datasets import _layouts
+
+    real = leukbench.extraction.extract_all
+
+    @functools.wraps(real)
+    def warn_then_fail(*args, **kwargs):
+        # as if raised in leukbench's own code (datasets/_layouts.py), then by another package
+        warnings.warn_explicit("m.csv: not UTF-8; read as Latin-1", UserWarning, _layouts.__file__, 239)
+        warnings.warn_explicit("lbfgs failed to converge", UserWarning, "/site-packages/sklearn/x.py", 7)
+        raise DatasetError("stop here")
+
+    monkeypatch.setattr(leukbench.extraction, "extract_all", warn_then_fail)
+    code, _, err = run(extract_argv(tmp_path), capsys)
+    assert code == 2
+    lines = err.splitlines()
+    assert lines[0] == "leukbench: warning: m.csv: not UTF-8; read as Latin-1"
+    assert "lbfgs" not in err  # another package's warning goes to Python's own display (pytest records it)
+    assert [str(w.message) for w in recwarn] == ["lbfgs failed to converge"]
+    assert lines[-1] == "leukbench: error: stop here"
+    assert warnings.showwarning.__module__ == "warnings"  # put back after the command
 
 
 def test_a_bug_while_reading_the_options_is_shown_as_a_bug(capsys, monkeypatch):

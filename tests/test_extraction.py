@@ -491,13 +491,13 @@ def test_each_extractor_gets_the_options_it_takes(cnmc_folders, tmp_path):
         override_extractor,
     )
 
-    assert extractor_options("handcrafted") == ("segment", "grayscale")
+    assert extractor_options("handcrafted") == ("segment", "grayscale", "stain_norm")
     assert set(extractor_options("resnet50")) == {"weights", "segment", "grayscale", "device", "batch_size",
-                                                  "seed", "precision"}
+                                                  "seed", "precision", "tta", "layers", "pooling", "stain_norm"}
     assert extractor_options("timm:test_resnet") == extractor_options("resnet50")
     assert extractor_options("chanstats") is None  # **kwargs: anything
     with pytest.raises(InvalidParameterError, match="weights is not an option of the morphology feature "
-                                                    "extractor; its options are grayscale, segment"):
+                                                    "extractor; its options are grayscale, segment, stain_norm"):
         create_extractor("morphology", weights="none")
     seen = {}
 

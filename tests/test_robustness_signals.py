@@ -175,6 +175,30 @@ def test_a_full_disk_names_the_folder_and_leaves_no_half_written_file(tmp_path, 
     assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
 
 
+def test_a_full_disk_while_saving_a_plot_names_it_and_leaves_no_half_written_png(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    result = leukbench.compare(make_fs(), classifiers="GaussianNB", cv=2, cache_dir=False, progress=False,
+                               n_bootstrap=0)
+    out = tmp_path / "results"
+    real_savefig = Figure.savefig
+
+    def savefig(self, fname, *a, **kw):
+        if str(fname).endswith("roc_curves.png"):
+            Path(fname).write_bytes(b"\x89PNG half")  # what a full disk leaves behind
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(fname))
+        return real_savefig(self, fname, *a, **kw)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    with pytest.raises(ReportError) as info:
+        result.save(out)
+    assert str(info.value).startswith(f"{out / 'plots'}: cannot write roc_curves.png (")
+    assert "free some space" in str(info.value)
+    assert not (out / "plots" / "roc_curves.png").exists()
+    assert not [p for p in (out / "plots").iterdir() if p.name.startswith(".tmp-")]
+    assert (out / "plots" / "metric_bars.png").exists()  # the plots before it are whole
+
+
 def test_compare_prints_the_table_when_the_results_cannot_be_saved(tmp_path, monkeypatch, capsys):
     from leukbench.cli import main
 

@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Un
 
 import numpy as np
 
+from ..cluster import connect
+from ..finetune._config import FineTuneConfig
 from ..schema import DEFAULT_SEED, DEFAULT_SORT, default_positive_label
+from .finetuned import add_finetuned
 from .fits import FitOutcome, PreparedSet, Task, error_text
 from .fold_cache import FoldCache, digest, estimator_signature, task_key
 from .options import check_dataset, check_options, labelled_sets, resolve_n_jobs
@@ -36,7 +39,13 @@ def compare(feature_sets, *, classifiers: Union[str, Sequence[str], None] = None
             sort: str = DEFAULT_SORT, positive_label: Optional[str] = None, timeout: Optional[float] = None,
             n_jobs: int = 1, audit: bool = True, merge_duplicates: bool = True, cache_dir=None,
             progress: bool = True, alpha: float = DEFAULT_ALPHA, n_bootstrap: int = DEFAULT_RESAMPLES,
-            tune: bool = False, tune_trials: int = 20, tune_budget: Optional[float] = None) -> ComparisonResult:
+            tune: bool = False, tune_trials: int = 20, tune_budget: Optional[float] = None,
+            finetune=None, finetune_epochs: int = FineTuneConfig.epochs,
+            finetune_patience: int = FineTuneConfig.patience, finetune_size: Optional[int] = None,
+            finetune_freeze: int = 0, finetune_max_minutes: Optional[float] = None, finetune_battery: bool = True,
+            finetune_options: Optional[Dict[str, Any]] = None,
+            scheduler: Optional[str] = None, client=None, reduce: str = "none",
+            normalize: str = "none") -> ComparisonResult:
     """Compare classifiers over one or more feature sets, honestly.
 
     Parameters
@@ -93,6 +102,29 @@ def compare(feature_sets, *, classifiers: Union[str, Sequence[str], None] = None
         Seconds each search (one classifier, one outer fold) may take, checked
         between candidates (the first always runs; the refit comes on top);
         ``timeout`` still kills the whole tuned fit.
+    finetune : str, FineTuner or list of them, optional
+        Backbones to fine-tune on each outer training fold (``"efficientnet_lite0"``, or
+        :class:`leukbench.finetune.FineTuner` objects): rows ``finetuned:<backbone>`` x
+        ``end-to-end`` (the network's softmax on the test fold) and, with ``finetune_battery``,
+        the classifiers over that fold's fine-tuned features (:mod:`.finetuned`; docs/finetuning.md).
+    finetune_epochs, finetune_patience, finetune_size, finetune_freeze, finetune_max_minutes
+        ``epochs``, ``patience``, ``size``, ``freeze`` and ``max_train_minutes`` of the
+        fine-tuners named by ``finetune`` (:class:`~leukbench.finetune.FineTuneConfig`).
+    finetune_battery : bool
+        Also run the classifiers over each fold's fine-tuned features.
+    finetune_options : dict, optional
+        Further keyword arguments of the named fine-tuners (``weights``, ``device``, ``lr`` ...).
+    scheduler, client
+        Run the fits on a Dask cluster: ``"tcp://HOST:PORT"`` of a running
+        scheduler, ``"local:N"`` (a local cluster of N worker processes), or a
+        ``dask.distributed.Client`` (:mod:`leukbench.cluster`); the features
+        are scattered once, ``timeout`` still kills a fit there, and the
+        results are those of a local run. ``n_jobs`` is then unused.
+    reduce, normalize : str
+        Post-processing of the features before every classifier, fitted on
+        each training fold only: ``"none"``, ``"pca:K"`` or ``"pca-whiten:K"``;
+        ``"none"``, ``"l2"`` or ``"power"`` (signed square root, then L2). Rows
+        are named ``"<classifier> [<steps>]"`` (no tuned rows for them).
 
     Returns
     -------
@@ -109,11 +141,14 @@ def compare(feature_sets, *, classifiers: Union[str, Sequence[str], None] = None
     names, table_sort = check_options(classifiers=classifiers, battery=battery, split=split, cv=cv,
                                       repeats=repeats, sort=sort, timeout=timeout, n_jobs=n_jobs,
                                       alpha=alpha, n_bootstrap=n_bootstrap, tune=tune, tune_trials=tune_trials,
-                                      tune_budget=tune_budget)
+                                      tune_budget=tune_budget, reduce=reduce, normalize=normalize)
     classes = check_dataset(sets, split=split, positive_label=positive_label)
     if positive_label is None:
         positive_label = default_positive_label(classes)
     n_jobs = resolve_n_jobs(n_jobs)
+    tuners = _finetuners(finetune, finetune_options, seed=seed, cache_dir=cache_dir, progress=progress,
+                         epochs=finetune_epochs, patience=finetune_patience, size=finetune_size,
+                         freeze=finetune_freeze, max_train_minutes=finetune_max_minutes)
     plans = _ImageSetPlans.make(sets, split=split, cv=cv, repeats=repeats, seed=seed, audit=audit,
                                 merge_duplicates=merge_duplicates)
     encoding = {c: i for i, c in enumerate(classes)}
@@ -125,27 +160,35 @@ def compare(feature_sets, *, classifiers: Union[str, Sequence[str], None] = None
         tuned = _TunedTasks.add(tasks, outcomes, prepared, set_splits, [plans.groups_of(i) for i in range(len(sets))],
                                 names, seed=seed, n_classes=len(classes), n_trials=tune_trials, budget=tune_budget)
         rows, notes = tuned.rows, notes + tuned.notes
-    n_cached, n_computed = _run_tasks(tasks, outcomes, prepared, FoldCache(_fold_cache_root(cache_dir)),
-                                      seed=seed, n_jobs=n_jobs, n_classes=len(classes), timeout=timeout,
-                                      progress=progress)
+    ft = add_finetuned(tuners, sets, prepared, set_splits, [plans.groups_of(i) for i in range(len(sets))], names,
+                       tasks, outcomes, seed=seed, n_classes=len(classes), battery=finetune_battery, progress=progress)
+    prepared = prepared + ft.prepared
+    with connect(scheduler, client) as dask_client:
+        n_cached, n_computed = _run_tasks(tasks, outcomes, prepared, FoldCache(_fold_cache_root(cache_dir)),
+                                          seed=seed, n_jobs=n_jobs, n_classes=len(classes), timeout=timeout,
+                                          progress=progress, client=dask_client)
     if tuned is not None:
         notes += tuned.notes_after(outcomes)
-    folds, preds = fold_tables(sets, prepared, tasks, outcomes, classes, encoding.get(positive_label))
-    groups = plans.groups_by_image(sets)
+    folds, preds = fold_tables(sets + ft.sets, prepared, tasks, outcomes, classes, encoding.get(positive_label))
+    groups = {**plans.groups_by_image(sets), **ft.groups}
     notes = notes + _bootstrap_notes(sets, n_bootstrap)
     params = _run_params(names, battery, split, cv, repeats, seed, table_sort, positive_label, timeout,
                          n_jobs, audit, merge_duplicates, sets, notes)
     params.update(alpha=alpha, n_bootstrap=n_bootstrap, tune=tune, tune_trials=tune_trials, tune_budget=tune_budget)
+    params.update({k: v for k, v in (("reduce", reduce), ("normalize", normalize)) if v != "none"})
     if tuned is not None:
         params.update(tuned.params)
-    table = add_statistics(summarise(folds, sets, rows, table_sort), folds, preds, classes=classes,
+    if tuners:
+        params["finetune"] = ft.params
+    table = add_statistics(summarise(folds, sets + ft.table_sets, rows + ft.rows, table_sort), folds, preds,
+                           classes=classes,
                            positive_label=positive_label, groups=groups, alpha=alpha,
                            n_bootstrap=n_bootstrap, seed=seed, sort=table_sort)
     return ComparisonResult(
         table=table, folds=folds, predictions=preds,
         audit=plans.audit_output(sets), cv_description=plans.description, classes=classes,
         positive_label=positive_label, params=params, feature_sets_info=_sets_info(sets),
-        n_cached=n_cached, n_computed=n_computed, notes=notes,
+        n_cached=n_cached, n_computed=n_computed, notes=notes, training=ft.training, finetune_ids=ft.ids,
     )
 
 
@@ -334,7 +377,7 @@ class _TunedTasks:
 
 def _run_tasks(tasks: Sequence[Task], outcomes: Dict[int, FitOutcome], prepared: Sequence[PreparedSet],
                fold_cache: FoldCache, *, seed: int, n_jobs: int, n_classes: int, timeout: Optional[float],
-               progress: bool) -> Tuple[int, int]:
+               progress: bool, client=None) -> Tuple[int, int]:
     """Fill ``outcomes`` from the fold cache, then run the rest; returns (from cache, computed)."""
     from tqdm.auto import tqdm
 
@@ -365,7 +408,11 @@ def _run_tasks(tasks: Sequence[Task], outcomes: Dict[int, FitOutcome], prepared:
     jobs = sorted(todo, key=lambda t: -(COST_HINTS.get(t.classifier, 1.0) if t.tuning is None else
                                         t.tuning.cost(COST_HINTS.get(t.tuning.classifier, 1.0))))
     try:
-        if timeout:
+        if client is not None:
+            from .dask_tasks import run_on_cluster
+
+            run_on_cluster(jobs, prepared, n_classes, timeout, on_done, client)
+        elif timeout:
             run_killable(jobs, prepared, n_jobs, n_classes, float(timeout), on_done)
         else:
             run_in_process(jobs, prepared, n_jobs, n_classes, on_done)
@@ -381,6 +428,20 @@ def _bootstrap_notes(sets: Sequence[FeatureSet], n_bootstrap: int) -> List[str]:
         return []
     return [f"no subject ids for {', '.join(alone)}: the confidence intervals resample images, not "
             "subjects, and are narrower than a subject-level interval would be"]
+
+
+def _finetuners(finetune, options, *, seed: int, cache_dir, progress: bool, **config):
+    """The fine-tuners of ``finetune`` (checked now, before any work); names get ``config`` and ``options``."""
+    from .._validation import Interval, validate_params
+    from ..finetune._folds import tuners_of
+
+    names = {"max_train_minutes": "finetune_max_minutes"}  # compare's parameter of each config field
+    validate_params({names.get(k, f"finetune_{k}"): v for k, v in config.items()}, {
+        "finetune_epochs": [Interval(int, 1, None)], "finetune_patience": [Interval(int, 1, None)],
+        "finetune_size": [Interval(int, 16, 1024), None], "finetune_freeze": [Interval(int, 0, None)],
+        "finetune_max_minutes": [Interval(float, 0, None, open_low=True), None]})
+    base = {"cache_dir": cache_dir, "progress": progress, **config}
+    return tuners_of(finetune, {**base, **(options or {})}, seed=seed)
 
 
 def _fold_cache_root(cache_dir):

@@ -55,7 +55,8 @@ def check_options(*, classifiers=None, battery: str = "default", split: str = "c
                   repeats: int = 1, sort: str = DEFAULT_SORT, timeout: Optional[float] = None,
                   n_jobs: Optional[int] = 1, alpha: float = DEFAULT_ALPHA,
                   n_bootstrap: int = DEFAULT_RESAMPLES, tune: bool = False, tune_trials: int = 20,
-                  tune_budget: Optional[float] = None) -> CheckedOptions:
+                  tune_budget: Optional[float] = None, reduce: str = "none",
+                  normalize: str = "none") -> CheckedOptions:
     """Validate :func:`compare`'s options before any work.
 
     Parameters
@@ -65,6 +66,9 @@ def check_options(*, classifiers=None, battery: str = "default", split: str = "c
     tune, tune_trials, tune_budget
         As in :func:`~leukbench.evaluation.compare`: a bool, at least 1
         candidate, a positive number of seconds or ``None``.
+    reduce, normalize
+        As in :func:`~leukbench.evaluation.compare`: each name of the result
+        becomes ``"<name> [<steps>]"`` when either asks for a step.
 
     Returns
     -------
@@ -89,6 +93,7 @@ def check_options(*, classifiers=None, battery: str = "default", split: str = "c
     ...
     leukbench.exceptions.InvalidParameterError: tune_trials must be an integer of at least 1 (got 0)
     """
+    from .._estimators import with_postprocessing
     from ..classifiers import select_classifiers
 
     if _is_empty_selection(classifiers):
@@ -111,7 +116,7 @@ def check_options(*, classifiers=None, battery: str = "default", split: str = "c
                      "tune_budget": [Interval(float, 0, None, open_low=True), None]})
     if tune_budget is not None and not tune_budget > 0:  # NaN
         raise invalid("tune_budget", f"must be a positive number of seconds or None (got {tune_budget!r})")
-    return CheckedOptions(names, sort_column(sort))
+    return CheckedOptions(with_postprocessing(names, reduce, normalize), sort_column(sort))
 
 
 def _is_empty_selection(classifiers) -> bool:

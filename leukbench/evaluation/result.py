@@ -42,6 +42,13 @@ class ComparisonResult:
         Tasks taken from the fold cache / computed in this run.
     notes : list of str
         Warnings raised by the evaluation.
+    training : DataFrame or None
+        Fine-tuned networks only (``compare(finetune=...)``): one row per feature set x repeat x
+        fold x epoch (losses, validation balanced accuracy and accuracy, learning rate, seconds,
+        ``best``); ``training.csv``.
+    finetune_ids : DataFrame or None
+        The images each fold's fine-tuning used: ``feature_set, repeat, fold, role, id`` with
+        ``role`` one of ``train``, ``val`` (early stopping, checkpoint selection) and ``test``.
     """
 
     table: pd.DataFrame
@@ -56,6 +63,8 @@ class ComparisonResult:
     n_cached: int = 0
     n_computed: int = 0
     notes: List[str] = dataclasses.field(default_factory=list)
+    training: Optional[pd.DataFrame] = None
+    finetune_ids: Optional[pd.DataFrame] = None
 
     def __repr__(self) -> str:
         ok = int((self.table["Status"] == STATUS_OK).sum()) if len(self.table) else 0

@@ -103,8 +103,9 @@ def summarise(folds: pd.DataFrame, sets: Sequence[FeatureSet], names: Sequence[s
     rows = []
     for fs in sets:
         for name in names:
-            rows.append(_summary_row(folds[(folds.feature_set == fs.name) & (folds.classifier == name)],
-                                     fs.name, name))
+            f = folds[(folds.feature_set == fs.name) & (folds.classifier == name)]
+            if len(f):  # a row only for the pairs that ran (end-to-end is a fine-tuned set's alone)
+                rows.append(_summary_row(f, fs.name, name))
     table = pd.DataFrame(rows)
     ok = table["Status"] == STATUS_OK
     key = table[sort].where(ok, -np.inf).fillna(-np.inf)

@@ -11,6 +11,7 @@ import pandas as pd
 from .. import datasets
 from .._validation import validate_params
 from ..cache import FeatureCache, default_cache_dir, stat_images
+from ..cluster import connect
 from ..exceptions import ExtractionError
 from ..features.base import Extractor, create_extractor, extractor_options
 from ..featureset import FeatureSet
@@ -158,6 +159,10 @@ def extract_all(
     grayscale: bool = False,
     device: str = "auto",
     precision: str = "auto",
+    tta: str = "none",
+    layers: str = "last",
+    pooling: str = "avg",
+    stain_norm: str = "none",
     batch_size: Optional[int] = None,
     num_workers: Optional[int] = None,
     cache_dir=None,
@@ -168,6 +173,8 @@ def extract_all(
     max_per_class: Optional[int] = None,
     fraction: Optional[float] = None,
     subsample_seed: int = DEFAULT_SEED,
+    scheduler: Optional[str] = None,
+    client=None,
 ) -> ExtractionResult:
     """Extract (or take from the cache) features of a dataset: every feature set and every summary.
 
@@ -179,6 +186,10 @@ def extract_all(
     mode) first take :func:`leukbench.datasets.subsample` of the discovered
     table, with ``subsample_seed``; it is recorded in each feature set's
     ``provenance["subsample"]``.
+
+    ``scheduler`` (``"tcp://HOST:PORT"`` or ``"local:N"``) or ``client`` (a
+    ``dask.distributed.Client``) run the extraction on a Dask cluster
+    (:mod:`leukbench.cluster`): the same cache and the same matrix.
 
     Returns
     -------
@@ -204,13 +215,15 @@ def extract_all(
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     sets = parse_feature_spec(features)
     extractors = _create_extractors(sets, dict(weights=weights, segment=segment, grayscale=grayscale,
-                                               device=device, precision=precision, batch_size=batch_size))
+                                               device=device, precision=precision, batch_size=batch_size,
+                                               tta=tta, layers=layers, pooling=pooling, stain_norm=stain_norm))
     # one cache object per extractor and one stat of every file, shared by the
     # extraction and the assembly of the feature sets (the index is read once)
     caches = {n: FeatureCache(cache_dir, root, ex.config, ex.feature_names) for n, ex in extractors.items()}
     stats = stat_images(table["path"].tolist())
-    summaries = _extract_each(table, root, extractors, caches, stats, cache_dir, num_workers=num_workers,
-                              chunk_size=chunk_size, progress=progress)
+    with connect(scheduler, client) as dask_client:
+        summaries = _extract_each(table, root, extractors, caches, stats, cache_dir, num_workers=num_workers,
+                                  chunk_size=chunk_size, progress=progress, client=dask_client)
     by_name = dict(zip(extractors, summaries))
     singles = {n: load_feature_set(table, root, ex, cache_dir, layout, cache=caches[n], stats=stats,
                                    skipped=by_name[n].skipped)
@@ -236,6 +249,10 @@ def extract(
     grayscale: bool = False,
     device: str = "auto",
     precision: str = "auto",
+    tta: str = "none",
+    layers: str = "last",
+    pooling: str = "avg",
+    stain_norm: str = "none",
     batch_size: Optional[int] = None,
     num_workers: Optional[int] = None,
     cache_dir=None,
@@ -246,6 +263,8 @@ def extract(
     max_per_class: Optional[int] = None,
     fraction: Optional[float] = None,
     subsample_seed: int = DEFAULT_SEED,
+    scheduler: Optional[str] = None,
+    client=None,
     return_summaries: bool = False,
 ):
     """Extract (or take from the cache) features of a dataset.
@@ -275,6 +294,14 @@ def extract(
         Arithmetic of the deep backbones (see
         :class:`leukbench.features.deep.DeepExtractor`); autocast features
         are cached apart from float32 ones.
+    tta, layers, pooling
+        Feature options of the deep backbones (see
+        :class:`leukbench.features.deep.DeepExtractor`): ``"none"``, ``"flip"``
+        or ``"d4"`` test-time symmetries; ``"last"``, ``"last2"``, ``"last3"``
+        or stage names; ``"avg"`` or ``"gem"`` pooling.
+    stain_norm : {"none", "reinhard", "macenko"}
+        Colour normalisation (:mod:`leukbench.stain`) before deep and
+        handcrafted features. Any non-default option has its own cache key.
     batch_size, num_workers, chunk_size, progress
         Execution settings (they do not change the numbers); ``batch_size``
         ``None`` is 16 images per network call on the CPU, 32 on a GPU.
@@ -285,6 +312,11 @@ def extract(
         subsample of the labelled images before extraction (see
         :func:`leukbench.datasets.subsample`); the cache is shared with
         the full dataset.
+    scheduler, client
+        Run on a Dask cluster: ``"tcp://HOST:PORT"`` of a running scheduler,
+        ``"local:N"`` (a local cluster of N worker processes), or a
+        ``dask.distributed.Client`` (see :mod:`leukbench.cluster`; needs
+        ``pip install "leukbench[dask]"``).
     return_summaries : bool
         Also return the list of :class:`ExtractionSummary`.
 
@@ -305,10 +337,11 @@ def extract(
     (159, 1280)
     """
     result = extract_all(data, features, layout=layout, weights=weights, segment=segment, grayscale=grayscale,
-                         device=device, precision=precision, batch_size=batch_size, num_workers=num_workers,
+                         device=device, precision=precision, tta=tta, layers=layers, pooling=pooling,
+                         stain_norm=stain_norm, batch_size=batch_size, num_workers=num_workers,
                          cache_dir=cache_dir, subject_regex=subject_regex, chunk_size=chunk_size,
                          progress=progress, max_per_subject=max_per_subject, max_per_class=max_per_class,
-                         fraction=fraction, subsample_seed=subsample_seed)
+                         fraction=fraction, subsample_seed=subsample_seed, scheduler=scheduler, client=client)
     sets = result.feature_sets
     out = next(iter(sets.values())) if len(sets) == 1 else sets
     return (out, result.summaries) if return_summaries else out

@@ -65,6 +65,7 @@ def run_extractor(
     progress: bool = True,
     cache: Optional[FeatureCache] = None,
     stats: Optional[tuple] = None,
+    client=None,
 ) -> ExtractionSummary:
     """Extract the images of ``table`` that are not cached yet.
 
@@ -89,6 +90,9 @@ def run_extractor(
         table's paths, when the caller already has them (``extract`` shares
         them with :func:`load_feature_set`, so the cache index is read and
         the files are stat'ed once).
+    client : distributed.Client, optional
+        Run the extraction on this Dask cluster (:mod:`._dask`): one task per
+        partition of about ``chunk_size`` images; ``num_workers`` is unused.
     """
     t0 = time.perf_counter()
     if cache is None:
@@ -98,13 +102,22 @@ def run_extractor(
     cached = cache.cached_mask(ids, *stats)
     todo = np.flatnonzero(~cached)
     skipped: List[tuple] = []
-    if len(todo):
+    engine_note = None
+    if len(todo) and client is not None:
+        from ._dask import extract_on_cluster
+
+        run = extract_on_cluster(extractor, cache, todo, ids, paths, stats, chunk_size=chunk_size,
+                                 progress=progress, client=client)
+        skipped, engine_note = run.skipped, run.note(len(todo))
+    elif len(todo):
         skipped = _extract_images(extractor, cache, todo, ids, paths, stats, num_workers=num_workers,
                                   chunk_size=chunk_size, progress=progress)
     cache.compact()  # bounded number of chunk files, whatever the number of images
     cache.remove_stale_temporaries()  # left by a run killed while writing a chunk
-    return _summarize(extractor, cache, ids, stats, n_cached=int(cached.sum()),
-                      n_tried=len(todo), skipped=skipped, t0=t0)
+    summary = _summarize(extractor, cache, ids, stats, n_cached=int(cached.sum()),
+                         n_tried=len(todo), skipped=skipped, t0=t0)
+    summary.engine_note = engine_note
+    return summary
 
 
 def _extract_images(extractor: Extractor, cache: FeatureCache, todo: np.ndarray, ids: List[str],

@@ -37,6 +37,8 @@ class ExtractionSummary:
     segmentation_fallback_ids: List[str] = dataclasses.field(default_factory=list)
     #: set when the cache folder could not be written (a read-only, shared cache): what was not written
     read_only_note: Optional[str] = None
+    #: set when the images were extracted on a Dask cluster: its tasks, workers used and throughput
+    engine_note: Optional[str] = None
 
     @property
     def images_per_second(self) -> float:
@@ -52,6 +54,8 @@ class ExtractionSummary:
         ]
         if self.n_extracted:
             out.append(f"  time {self.seconds:.1f} s, {self.images_per_second:.1f} images/s")
+        if self.engine_note:
+            out.append(f"  {self.engine_note}")
         if self.n_segmentation_fallback:
             ids = self.segmentation_fallback_ids
             example = (f" (e.g. {ids[0]}" + (f" and {len(ids) - 1} more" if len(ids) > 1 else "") + ")"

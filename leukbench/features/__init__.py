@@ -45,6 +45,8 @@ _HANDCRAFTED = "leukbench.features.handcrafted"
 #: Registry name -> factory of every built-in extractor, imported on first use.
 BUILTIN_EXTRACTORS = {
     "efficientnet_lite0": f"{_DEEP}:create_efficientnet_lite0",
+    "efficientnet_lite1": f"{_DEEP}:create_efficientnet_lite1",
+    "efficientnet_lite2": f"{_DEEP}:create_efficientnet_lite2",
     "resnet50": f"{_DEEP}:create_resnet50",
     "efficientnet_b0": f"{_DEEP}:create_efficientnet_b0",
     "efficientnet_b3": f"{_DEEP}:create_efficientnet_b3",
@@ -57,6 +59,7 @@ BUILTIN_EXTRACTORS = {
     "morphology": f"{_HANDCRAFTED}:create_morphology",
     "texture": f"{_HANDCRAFTED}:create_texture",
     "color": f"{_HANDCRAFTED}:create_color",
+    "nucleus": "leukbench.features.nucleus:create_nucleus",
 }
 
 for _name, _target in BUILTIN_EXTRACTORS.items():

@@ -329,6 +329,10 @@ class HandcraftedExtractor(Extractor):
         Registry name (``"handcrafted"`` or the group's name).
     segment, grayscale : bool
         Recorded in the config; the work is done upstream by the extraction.
+    stain_norm : {"none", "reinhard", "macenko"}
+        Colour normalisation of the working copy (:mod:`leukbench.stain`) after the
+        cell is located, before texture and colour are measured; recorded in the
+        config when not ``"none"``.
 
     Example
     -------
@@ -340,7 +344,9 @@ class HandcraftedExtractor(Extractor):
     batch_size = 64
 
     def __init__(self, groups: Sequence[str], name: str, *, segment: bool = False,
-                 grayscale: bool = False):
+                 grayscale: bool = False, stain_norm: str = "none"):
+        from ..stain import stain_key
+
         unknown = [g for g in groups if g not in GROUPS]
         if unknown:
             raise UnknownExtractorError(f"unknown handcrafted group(s) {unknown}; choose from {sorted(GROUPS)}")
@@ -357,8 +363,10 @@ class HandcraftedExtractor(Extractor):
                      ("groups", ",".join(self.groups)),
                      ("implementation", IMPLEMENTATION),
                      ("lbp", f"P={LBP_POINTS},R={LBP_RADIUS},uniform"),
-                     ("work_size", WORK_SIZE)),
+                     ("work_size", WORK_SIZE))
+            + ((("stain_norm", stain_key(stain_norm)),) if stain_norm != "none" else ()),
         )
+        self.stain_norm = stain_norm
 
     @property
     def feature_names(self) -> List[str]:
@@ -366,7 +374,8 @@ class HandcraftedExtractor(Extractor):
 
     def describe(self) -> str:
         extra = [e for e, on in (("segmented", self.config.segment),
-                                 ("grayscale", self.config.grayscale)) if on]
+                                 ("grayscale", self.config.grayscale),
+                                 (f"{self.stain_norm} stain normalisation", self.stain_norm != "none")) if on]
         tail = f", {', '.join(extra)}" if extra else ""
         return (f"{self.name} ({', '.join(self.groups)}; {len(self.feature_names)} columns; "
                 f"handcrafted — no learned weights{tail})")
@@ -374,9 +383,11 @@ class HandcraftedExtractor(Extractor):
     def features(self, image: np.ndarray) -> Dict[str, Any]:
         """Descriptors of one RGB image: ``{"features": vector, "segmentation_fallback": bool}``."""
         from ..preprocessing import to_grayscale
+        from ..stain import normalize_stain
 
         rgb = _working_copy(np.asarray(image))
         mask, found = _cell_mask(rgb)
+        rgb = normalize_stain(rgb, self.stain_norm)  # the mask is located on the original colours
         parts = []
         for g in self.groups:
             if g == "morphology":
@@ -422,11 +433,12 @@ class HandcraftedExtractor(Extractor):
 
     def cached_column_sources(self) -> List[Extractor]:
         """``handcrafted`` with the same settings, whose cache of an earlier run may hold these columns."""
-        return [create_handcrafted(segment=self.config.segment, grayscale=self.config.grayscale)]
+        return [create_handcrafted(segment=self.config.segment, grayscale=self.config.grayscale,
+                                   stain_norm=self.stain_norm)]
 
 
 #: The options every handcrafted factory accepts.
-HANDCRAFTED_OPTIONS = ("segment", "grayscale")
+HANDCRAFTED_OPTIONS = ("segment", "grayscale", "stain_norm")
 
 
 class _HandcraftedFactory:

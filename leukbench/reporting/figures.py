@@ -34,6 +34,7 @@ PLOT_TITLES: Dict[str, str] = {
     "confusion_matrices.png": "Confusion matrices of the best models",
     "calibration.png": "Reliability diagram of the best models",
     "critical_difference.png": "Ranks of the classifiers and of the feature sets (Friedman, Nemenyi)",
+    "training_curves.png": "Training curves of the fine-tuned networks (one line per fold, * the kept epoch)",
 }
 PLOT_FILES = tuple(PLOT_TITLES)
 
@@ -45,7 +46,18 @@ def clear_plots(plots_dir: Path) -> None:
 
 
 def _save_png(fig, path: Path) -> None:
-    fig.savefig(path, dpi=110, format="png")
+    """Save ``fig`` to a temporary file, then rename it: a full disk or a kill never leaves
+    a half-written PNG under its real name (an earlier report's plot was removed first)."""
+    import os
+
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        fig.savefig(tmp, dpi=110, format="png")
+        os.replace(tmp, path)
+    except OSError as exc:  # named by the PNG, not its temporary file
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _attempt(name: str, make: Callable, plots_dir: Path, made: List[str], notes: List[str]) -> None:
@@ -93,6 +105,11 @@ def write_plots(result, images: pd.DataFrame, plots_dir: Path, notes: List[str],
         _attempt("calibration.png", lambda: plot_calibration(result, top=3), plots_dir, made, notes)
     if len(table):
         _attempt("critical_difference.png", lambda: _ranking_figure(result), plots_dir, made, notes)
+    training = getattr(result, "training", None)
+    if training is not None and len(training):
+        from .training_plot import plot_training_curves
+
+        _attempt("training_curves.png", lambda: plot_training_curves(training), plots_dir, made, notes)
     return made
 
 

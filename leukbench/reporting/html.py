@@ -22,6 +22,7 @@ from .data_checks import audit_items, audit_summary_text
 from .figures import PLOT_TITLES
 from .provenance import FeatureSetInfo, Provenance
 from .tables import format_table, mean_std
+from .training_plot import TRAINING_PLOT, training_section
 
 __all__ = ["report_html", "report_css"]
 
@@ -319,9 +320,10 @@ def report_html(result, table: pd.DataFrame, dataset: Dict[str, Any], provenance
     if per_class is not None:
         parts += _per_class_section(per_class)
     parts += _plots_section(plots, plots_dir, notes,
-                            elsewhere=_OWN_SECTION if calibration is not None else ())
+                            elsewhere=(_OWN_SECTION if calibration is not None else ()) + (TRAINING_PLOT,))
     if calibration is not None:
         parts += _calibration_section(calibration, plots, plots_dir)
+    parts += training_section(getattr(result, "params", None), plots, plots_dir, _figure)
     parts += _feature_sets_section(provenance.feature_sets)
     parts += _reproduction_section(provenance.command)
     parts.append("</body></html>")

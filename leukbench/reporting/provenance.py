@@ -238,6 +238,11 @@ class ExtractorInfo:
             notes.append("segmented")
         if self.config.get("grayscale"):
             notes.append("grayscale")
+        options = self.config.get("options") or {}  # feature options, recorded when not at their defaults
+        for key, label in (("tta", "tta"), ("layers", "layers: last +"), ("pooling", "pooling"),
+                           ("stain_norm", "stain normalisation")):
+            if isinstance(options, Mapping) and options.get(key):
+                notes.append(f"{label} {str(options[key]).split(':')[0]}")
         return notes
 
 

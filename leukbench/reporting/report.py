@@ -204,6 +204,16 @@ def _run_record(result, provenance: Provenance, table: pd.DataFrame, dataset: Di
     }
 
 
+def _write_training(result, out: Path) -> None:
+    """``training.csv`` and ``finetune_ids.csv`` of fine-tuned networks (removed when the run had none)."""
+    for name, frame in (("training.csv", getattr(result, "training", None)),
+                        ("finetune_ids.csv", getattr(result, "finetune_ids", None))):
+        if frame is not None and len(frame):
+            _write_csv(frame, out / name)
+        else:
+            (out / name).unlink(missing_ok=True)
+
+
 def _results_folder(out_dir) -> Path:
     """``out_dir/plots`` created, with no stale plots of an earlier report."""
     out = Path(out_dir)
@@ -250,6 +260,7 @@ def write_report(result, out_dir, feature_sets=None, *, plots: bool = True) -> P
     fsets = as_feature_set_list(feature_sets)
     table = result_table(result)
     skipped = skipped_summary(_write_tables(result, table, fsets, out))
+    _write_training(result, out)
     per_class, calibration = per_class_frame(result), calibration_frame(result)
     _write_csv(per_class, out / "per_class.csv")
     _write_csv(calibration, out / "calibration.csv")
@@ -257,8 +268,11 @@ def write_report(result, out_dir, feature_sets=None, *, plots: bool = True) -> P
     images = image_frame(result, fsets)
     dataset = dataset_summary(images)
     notes: List[str] = []
-    made = (write_plots(result, images, out / "plots", notes, with_samples=bool(fsets),
-                        seed=provenance.sample_seed) if plots else [])
+    try:
+        made = (write_plots(result, images, out / "plots", notes, with_samples=bool(fsets),
+                            seed=provenance.sample_seed) if plots else [])
+    except OSError as exc:  # a full disk while saving a PNG: the folder and the fix, as for the tables
+        raise _cannot_write(Path(exc.filename or out / "plots" / "plot.png"), exc) from exc
     record = _run_record(result, provenance, table, dataset, skipped, made, notes)
     _write_text(out / "run.json", json.dumps(jsonable(record), indent=2, allow_nan=False) + "\n",
                 newline=None)
