@@ -19,6 +19,17 @@ needs_cnmc = pytest.mark.skipif(not CNMC_SUBSET.is_dir(), reason="../shared/data
 needs_pbc = pytest.mark.skipif(not PBC_SUBSET.is_dir(), reason="../shared/data/pbc-subset not present")
 
 
+@pytest.fixture
+def torch_one_thread():
+    """One torch thread for the test, put back after it: on a loaded 2-core machine two threads
+    train several times slower than one (use with ``pytestmark = pytest.mark.usefixtures(...)``)."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def cell_image(rng, cls: str, size: int = 64) -> np.ndarray:
     """A synthetic single cell on black: ALL cells larger and more textured than HEM."""
     yy, xx = np.mgrid[:size, :size]
