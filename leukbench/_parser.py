@@ -233,8 +233,10 @@ def _add_model_parsers(sub, defaults: Dict[str, Any]) -> None:
     _add_data_options(tr, defaults)
     tr.add_argument("--classifier", default=own["classifier"], metavar="NAME",
                     help="a classifier of the battery, 'NAME (tuned)', or a table row with post-processing such "
-                         "as 'GaussianNB [power, pca:3]' (default: %(default)s)")
+                         "as 'GaussianNB [power, pca:3]'; end-to-end with --features finetuned:<backbone> "
+                         "(default: %(default)s)")
     tr.add_argument("--seed", type=int, default=own["seed"], help="seed of the classifier (default: %(default)s)")
+    _add_finetune_options(tr, own)  # --features finetuned:<backbone> --classifier end-to-end
     tr.add_argument("--positive-label", default=own["positive_label"], metavar="LABEL",
                     help="positive class of a binary problem (default: 'all' when present)")
     tr.add_argument("--out", default=None, metavar="DIR",

@@ -176,8 +176,9 @@ def cmd_compare(args) -> int:
 
         model, best = train_best(result, sets), best_row(result)
         if (best["Feature Set"], best["Model"]) != (model.feature_set, model.classifier):
-            print(f"note: the best row {best['Feature Set']} / {best['Model']} is a fine-tuned network, which a "
-                  "model bundle cannot hold yet; saving the best battery row instead")
+            print(f"note: the best row {best['Feature Set']} / {best['Model']} is a fine-tuned network's features "
+                  "with a battery classifier, which a model bundle does not hold; saving the best bundlable row "
+                  "instead")
         print(f"best row {model.feature_set} / {model.classifier} trained on all "
               f"{model.card['training_data']['images']} labelled images: {model.save(args.save_best)} "
               "(manifest.json, model.md, model.json)")
@@ -194,8 +195,23 @@ def cmd_train(args) -> int:
     out = Path(args.out) if args.out else Path("leukbench-models") / (
         f"{Path(data).name or 'data'}-{time.strftime('%Y%m%d-%H%M%S')}")
     _check_model_target(out, "--out")
-    fs = next(iter(_extract(args).values()))
-    model = fit_model(fs, args.classifier, seed=args.seed, positive_label=args.positive_label)
+    if args.features.strip().startswith("finetuned:"):  # a fine-tuned network: the images, no extraction
+        from ._parser import _library_defaults
+        from .models import train
+
+        defaults = _library_defaults()  # an extraction option given is refused by train, not ignored
+        given = {k: getattr(args, k) for k in ("segment", "grayscale", "tta", "layers", "pooling", "stain_norm",
+                                               "max_per_subject", "max_per_class", "fraction", "chunk_size")
+                 if k in defaults and getattr(args, k) != defaults[k]}
+        model = train(data, args.features, args.classifier, seed=args.seed, positive_label=args.positive_label,
+                      progress=not args.quiet, finetune_epochs=args.finetune_epochs,
+                      finetune_patience=args.finetune_patience, finetune_size=args.finetune_size,
+                      finetune_freeze=args.finetune_freeze, finetune_max_minutes=args.finetune_max_minutes,
+                      weights=args.weights, device=args.device, precision=args.precision, cache_dir=args.cache_dir,
+                      num_workers=args.num_workers, layout=args.layout, subject_regex=args.subject_regex, **given)
+    else:
+        fs = next(iter(_extract(args).values()))
+        model = fit_model(fs, args.classifier, seed=args.seed, positive_label=args.positive_label)
     print(f"{model!r}\nmodel: {model.save(out)} (manifest.json, model.md, model.json); "
           f"predict with: leukbench predict {shlex.quote(str(out))} IMAGES...")
     return EXIT_OK

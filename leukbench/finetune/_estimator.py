@@ -175,6 +175,36 @@ class FineTuner:
         self.checkpoint_dir_ = ckpt.path
         return self
 
+    # -- the fitted network as weights, and back ----------------------------
+    def network_state(self) -> Dict[str, Any]:
+        """The fitted network's weights (name -> contiguous CPU tensor), as :meth:`load_network` takes them."""
+        self._check_fitted()
+        return {k: v.detach().cpu().contiguous() for k, v in self.model_.state_dict().items()}
+
+    def load_network(self, state: Dict[str, Any], classes: Sequence) -> "FineTuner":
+        """Build this configuration's network and load the fitted weights ``state`` (of
+        :meth:`network_state`) for ``classes``; returns ``self``, ready to predict, trained no further.
+
+        The architecture is built without initial weights (``state`` replaces them all; ``weights``
+        only names where training started). torch raises ``RuntimeError`` for weights of another network.
+
+        Example
+        -------
+        >>> twin = FineTuner(**ft.get_params()).load_network(ft.network_state(), ft.classes_)  # doctest: +SKIP
+        """
+        from ..features.deep._device import resolve_device, resolve_precision
+        from ._network import build_network, input_preprocessing
+
+        self.device_ = resolve_device(self.config.device)
+        self.precision_ = resolve_precision(self.config.precision, self.device_)
+        self._pre = input_preprocessing(self.backbone, self.config.size)
+        self.classes_ = np.asarray(classes)
+        model, self.n_stages_ = build_network(self.backbone, "none", len(self.classes_), dropout=self.config.dropout,
+                                              freeze=self.config.freeze, seed=self.config.seed)
+        model.load_state_dict(state, strict=True)
+        self.model_ = model.to(self.device_)
+        return self
+
     # -- using the fitted network --------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):

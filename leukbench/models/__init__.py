@@ -1,7 +1,7 @@
 """From the winning row to a usable model: training, the safe model bundle, predicting new images.
 
 :func:`train` fits one row of the table (a feature set and a classifier of
-the battery) on all labelled images and returns a :class:`Model`;
+the battery, or a fine-tuned network's ``end-to-end`` row) on all labelled images and returns a :class:`Model`;
 ``model.save(dir)`` writes a bundle that :func:`load_model` reads back without
 running any code from it; ``model.predict(paths)`` computes the features of
 new images exactly as at training time and predicts them. See ``docs/models.md``.
@@ -9,10 +9,12 @@ new images exactly as at training time and predicts them. See ``docs/models.md``
 =================  ==========================================================
 ``bundle``         the folder or ``.zip``: ``manifest.json`` with each file's sha256
 ``_trusted``       the explicit list of types a skops file may hold
-``_kinds``         the estimator as files, by kind (skops, XGBoost JSON)
+``_kinds``         the estimator as files, by kind (skops, XGBoost JSON, safetensors)
+``_network``       a fine-tuned network as ``network.safetensors`` and its JSON configuration
 ``_features``      the extractor configurations, rebuilt and checked on new images
 ``card``           the model card (``model.json``, ``model.md``)
 ``model``          :class:`Model`, :func:`load_model`
+``finetuned``      a fine-tuned network as a model: fitted on all images, predicting images
 ``training``       :func:`train`, :func:`train_best` (``compare --save-best``)
 ``predicting``     :func:`predict_images`, :class:`Predictions`
 =================  ==========================================================

@@ -6,13 +6,16 @@
 ``xgboost``  ``xgboost.json``: XGBoost's own JSON model format; a pipeline
              ending in XGBoost keeps the steps before it in
              ``preprocess.skops``
+``torch``    ``network.safetensors``: the weights of a fine-tuned network
+             (:class:`~leukbench.finetune.FineTuner`); its configuration
+             (backbone, weights identity, :class:`~leukbench.finetune.FineTuneConfig`
+             fields, classes, input size and preprocessing) is JSON in the manifest
 ===========  ===============================================================
 
-Neither format runs code when it is read: skops rebuilds objects of listed
-types, XGBoost parses its JSON. A network fine-tuned with torch is meant to
-become a third kind (``torch``: its weights as ``network.safetensors``, read
-with :func:`safetensors.torch.load`, next to the architecture's name); a
-reader refuses a kind it does not know, by name.
+No format runs code when it is read: skops rebuilds objects of listed
+types, XGBoost parses its JSON, :func:`safetensors.torch.load` reads plain
+tensors (no pickle, no ``torch.load``) into a network that leukbench builds
+from the JSON configuration. A reader refuses a kind it does not know, by name.
 
 Example
 -------
@@ -36,12 +39,14 @@ from typing import Any, Dict, Iterable, Tuple
 from ..exceptions import BundleError
 from ._trusted import TRUSTED_TYPES, check_trusted
 
-__all__ = ["KINDS", "dump_estimator", "is_xgboost", "load_estimator"]
+__all__ = ["KINDS", "NETWORK", "dump_estimator", "is_finetuner", "is_xgboost", "load_estimator"]
 
 #: The kinds of estimator this leukbench writes and reads.
-KINDS = ("sklearn", "xgboost")
+KINDS = ("sklearn", "xgboost", "torch")
 
 _PIPELINE, _PREPROCESS, _XGB = "pipeline.skops", "preprocess.skops", "xgboost.json"
+#: The weights file of a ``torch`` model.
+NETWORK = "network.safetensors"
 
 
 def is_xgboost(est) -> bool:
@@ -54,6 +59,18 @@ def is_xgboost(est) -> bool:
     False
     """
     return type(est).__module__.split(".")[0] == "xgboost"
+
+
+def is_finetuner(est) -> bool:
+    """Whether ``est`` is a fine-tuned network (:class:`~leukbench.finetune.FineTuner`; stored as safetensors).
+
+    Example
+    -------
+    >>> from leukbench.finetune import FineTuner
+    >>> is_finetuner(FineTuner("efficientnet_lite0")), is_finetuner(object())
+    (True, False)
+    """
+    return type(est).__name__ == "FineTuner" and type(est).__module__.startswith("leukbench.finetune")
 
 
 def _final_step(est) -> Tuple[Any, Any]:
@@ -87,6 +104,10 @@ def dump_estimator(est) -> Tuple[str, Dict[str, bytes], Dict[str, Any]]:
     """
     import skops.io
 
+    if is_finetuner(est):
+        from ._network import network_files
+
+        return ("torch", *network_files(est))
     before, last = _final_step(est)
     if is_xgboost(last):
         files = {_XGB: _xgb_bytes(last)}
@@ -155,21 +176,26 @@ def load_estimator(kind: str, files: Dict[str, bytes], info: Dict[str, Any], whe
     Example
     -------
     >>> try:
-    ...     load_estimator("torch", {}, {})
+    ...     load_estimator("onnx", {}, {})
     ... except BundleError as exc:
     ...     print(str(exc).split(";")[0])
-    bundle: model kind 'torch' is not one this leukbench reads (sklearn, xgboost)
+    bundle: model kind 'onnx' is not one this leukbench reads (sklearn, xgboost, torch)
     """
     if kind not in KINDS:
         raise BundleError(f"{where}: model kind {kind!r} is not one this leukbench reads ({', '.join(KINDS)}); "
                           "upgrade leukbench (pip install -U leukbench)")
-    needed = [_PIPELINE] if kind == "sklearn" else [_XGB] + ([_PREPROCESS] if "final_step" in info else [])
+    needed = {"sklearn": [_PIPELINE], "torch": [NETWORK]}.get(
+        kind, [_XGB] + ([_PREPROCESS] if "final_step" in info else []))
     for name in needed:
         if name not in files:
             raise BundleError(f"{where}/{name}: not listed in the manifest of this {kind} model; copy the bundle "
                               "again or train it again with `leukbench train`")
     if kind == "sklearn":
         return _load_skops(files, _PIPELINE, where, trusted)
+    if kind == "torch":
+        from ._network import load_network
+
+        return load_network(files[NETWORK], info, where)
     model = _load_xgb(files[_XGB], info.get("xgboost_class", "XGBClassifier"), where)
     if "final_step" not in info:
         return model

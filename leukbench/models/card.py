@@ -132,6 +132,19 @@ def _metric_lines(perf: Dict[str, Any]) -> List[str]:
     return lines
 
 
+def _training_lines(training: Optional[Dict[str, Any]]) -> List[str]:
+    """The fine-tuning of a network (``card["training"]``): epochs run, best epoch, validation split."""
+    if not training:
+        return []
+    config = training.get("config", {})
+    return ["", "## Fine-tuning", "",
+            f"- epochs run: {training['epochs_run']} (best epoch {training['best_epoch']}, stopped: "
+            f"{training.get('stopped', '')}), {training.get('train_seconds', 0)} s on {training.get('device', '')}"
+            + (" (from the checkpoint cache)" if training.get("from_cache") else ""),
+            f"- early stopping and the best epoch on: {training.get('validation', '')}",
+            "- configuration: " + ", ".join(f"{k} {v}" for k, v in config.items())]
+
+
 def card_markdown(card: Dict[str, Any]) -> str:
     """``model.md``: the card as a short Markdown page.
 
@@ -155,6 +168,7 @@ def card_markdown(card: Dict[str, Any]) -> str:
         out.append(f"- images skipped as unreadable at extraction: {data['skipped_images']}")
     if m.get("params"):
         out.append(f"- tuned parameters (chosen on all training data): {m['params']}")
+    out += _training_lines(card.get("training"))
     out += ["", "## Performance", ""]
     if not perf.get("cross_validated"):
         out.append(perf.get("note", _NOT_CV))

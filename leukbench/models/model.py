@@ -48,7 +48,8 @@ def package_versions(kind: str = "sklearn") -> Dict[str, str]:
     from .._version import __version__
 
     out = {"leukbench": __version__, "python": platform.python_version()}
-    names = ["numpy", "scikit-learn", "skops"] + (["xgboost"] if kind == "xgboost" else [])
+    names = ["numpy", "scikit-learn", "skops"] + {"xgboost": ["xgboost"], "torch": ["torch", "safetensors"]}.get(
+        kind, [])
     for name in names:
         try:
             out[name] = version(name)
@@ -71,7 +72,8 @@ class Model:
         The row's classifier name (``"SVC"``, ``"SVC (tuned)"`` ...).
     extractors : list of dict
         ``{"name", "config"}`` per extractor, in column order: what computes
-        the features of new images (``config`` is the cache key's configuration).
+        the features of new images (``config`` is the cache key's configuration);
+        for a fine-tuned network (kind ``torch``), the network's description.
     feature_names : list of str
     classes : list of str
     positive_label : str or None
@@ -110,6 +112,11 @@ class Model:
         """
         from ..evaluation.metrics import scores_of
 
+        if self.kind == "torch":
+            from .._validation import invalid
+
+            raise invalid("X", f"{self.feature_set} is a fine-tuned network: it predicts images, not features; "
+                               "use predict(paths) or predictions(paths)")
         X = np.ascontiguousarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != len(self.feature_names):
             from .._validation import invalid
@@ -168,9 +175,9 @@ class Model:
         return bundle.write_bundle(path, files, manifest)
 
 
-def _warn_versions(saved: Dict[str, Any], where: str) -> None:
-    now = package_versions()
-    for name in ("scikit-learn", "numpy"):
+def _warn_versions(saved: Dict[str, Any], where: str, kind: str = "sklearn") -> None:
+    now = package_versions(kind)
+    for name in ("scikit-learn", "numpy") + (("torch",) if kind == "torch" else ()):
         if saved.get(name) and saved.get(name) != now.get(name):
             warnings.warn(f"{where}: the model was saved with {name} {saved[name]}, this is {name} {now[name]}; "
                           "its predictions may differ slightly", UserWarning, stacklevel=3)
@@ -193,7 +200,7 @@ def _field_problem(manifest: Dict[str, Any]) -> Optional[str]:
             isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("config"), dict)
             for e in extractors):
         return "extractors is not a list of {'name', 'config'}"
-    if not _is_str_list(manifest["feature_names"]) or not manifest["feature_names"]:
+    if not _is_str_list(manifest["feature_names"]) or not (manifest["feature_names"] or manifest["kind"] == "torch"):
         return "feature_names is not a list of names"
     if not _is_str_list(manifest["classes"]) or len(manifest["classes"]) < 2:
         return "classes is not a list of at least two class names"
@@ -263,7 +270,7 @@ def load_model(path, trusted: Iterable[str] = ()) -> Model:
     card = _check_manifest(manifest, files, where)
     estimator = load_estimator(manifest["kind"], files, manifest.get("estimator") or {}, where, trusted)
     saved = manifest.get("versions") or {}
-    _warn_versions(saved, where)
+    _warn_versions(saved, where, manifest["kind"])
     return Model(estimator=estimator, feature_set=manifest["feature_set"], classifier=manifest["classifier"],
                  extractors=manifest["extractors"], feature_names=manifest["feature_names"],
                  classes=manifest["classes"], positive_label=manifest.get("positive_label"), card=card,

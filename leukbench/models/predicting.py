@@ -278,23 +278,33 @@ def predict_images(model, data, *, cache_dir=None, device: str = "auto", batch_s
     >>> p.table["predicted_label"].value_counts()  # doctest: +SKIP
     """
     t0 = time.perf_counter()
-    fs, input_ids, skipped = _features_of(model, data, cache_dir=cache_dir, device=device, batch_size=batch_size,
-                                          num_workers=num_workers, layout=layout, subject_regex=subject_regex,
-                                          progress=progress)
-    if list(fs.feature_names) != list(model.feature_names):
-        raise InvalidParameterError(f"data: its features are not the model's columns ({len(fs.feature_names)} vs "
-                                    f"{len(model.feature_names)}); this is a bug if the configurations matched",
-                                    parameter="data")
-    predicted, scores = model.predict_features(fs.X) if len(fs) else (np.array([], dtype=object), None)
-    paths = fs.paths if fs.paths is not None else fs.ids
+    if model.kind == "torch":  # a fine-tuned network: the images themselves, no feature extraction
+        from .finetuned import predict_network
+
+        images, scores, input_ids, skipped = predict_network(
+            model, data, device=device, batch_size=batch_size, num_workers=num_workers, layout=layout,
+            subject_regex=subject_regex, progress=progress)
+        ids, paths, true = images["id"].to_numpy(dtype=object), images["path"], images["label"]
+        predicted = np.asarray(model.classes, dtype=object)[scores.argmax(1)] if len(scores) else \
+            np.array([], dtype=object)
+    else:
+        fs, input_ids, skipped = _features_of(model, data, cache_dir=cache_dir, device=device,
+                                              batch_size=batch_size, num_workers=num_workers, layout=layout,
+                                              subject_regex=subject_regex, progress=progress)
+        if list(fs.feature_names) != list(model.feature_names):
+            raise InvalidParameterError(f"data: its features are not the model's columns ({len(fs.feature_names)} "
+                                        f"vs {len(model.feature_names)}); this is a bug if the configurations "
+                                        "matched", parameter="data")
+        predicted, scores = model.predict_features(fs.X) if len(fs) else (np.array([], dtype=object), None)
+        ids, paths, true = fs.ids, (fs.paths if fs.paths is not None else fs.ids), fs.y
     table = pd.DataFrame({"path": np.asarray(paths, dtype=object), "predicted_label": predicted})
     for k, c in enumerate(model.classes):
         table[score_column(c)] = scores[:, k] if scores is not None else np.nan
-    true = np.asarray(fs.y, dtype=object)
+    true = np.asarray(true, dtype=object)
     labelled = any(t not in (None, "") and t == t for t in true)
     if labelled:
         table["true_label"] = [t if t not in (None, "") and t == t else "" for t in true]
     metrics, confusion, notes = _score(model, true, predicted, scores) if labelled else (None, None, [])
-    return Predictions(table=table, ids=np.asarray(fs.ids, dtype=object), input_ids=[str(i) for i in input_ids],
+    return Predictions(table=table, ids=np.asarray(ids, dtype=object), input_ids=[str(i) for i in input_ids],
                        skipped=skipped, classes=list(model.classes), seconds=time.perf_counter() - t0,
                        metrics=metrics, confusion=confusion, notes=notes)

@@ -22,11 +22,14 @@ import warnings
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
+import pandas as pd
 
 from .._validation import invalid
 from ..extraction import DEFAULT_FEATURES
+from ..finetune._config import FineTuneConfig
 from ..schema import DEFAULT_SEED, STATUS_OK, default_positive_label
 from ._features import extractor_specs
+from .finetuned import END_TO_END, fit_network, is_finetuned, network_tuner
 from .model import Model
 
 __all__ = ["DEFAULT_CLASSIFIER", "best_row", "check_train", "fit_model", "train", "train_best"]
@@ -37,8 +40,11 @@ DEFAULT_CLASSIFIER = "SVC"
 
 def train(data=None, features=DEFAULT_FEATURES, classifier=DEFAULT_CLASSIFIER, *, seed: int = DEFAULT_SEED,
           positive_label: Optional[str] = None, comparison=None, progress: bool = True,
+          finetune_epochs: int = FineTuneConfig.epochs, finetune_patience: int = FineTuneConfig.patience,
+          finetune_size: Optional[int] = None, finetune_freeze: int = 0, finetune_max_minutes: Optional[float] = None,
           **extract_options) -> Model:
-    """Fit one row -- a feature set and a classifier of the battery -- on all labelled images.
+    """Fit one row -- a feature set and a classifier of the battery, or a fine-tuned network -- on all
+    labelled images.
 
     Parameters
     ----------
@@ -48,10 +54,11 @@ def train(data=None, features=DEFAULT_FEATURES, classifier=DEFAULT_CLASSIFIER, *
         or a :class:`~leukbench.featureset.FeatureSet` made by
         :func:`leukbench.extract` (then ``features`` is not used).
     features : str
-        One feature set, e.g. ``"efficientnet_lite0+handcrafted"``.
+        One feature set, e.g. ``"efficientnet_lite0+handcrafted"``, or a
+        fine-tuned network ``"finetuned:<backbone>"`` (with ``classifier="end-to-end"``).
     classifier : str or estimator
-        A registered classifier (``"SVC"``), a tuned row (``"SVC (tuned)"``)
-        or a scikit-learn estimator.
+        A registered classifier (``"SVC"``), a tuned row (``"SVC (tuned)"``),
+        a scikit-learn estimator, or ``"end-to-end"`` for a fine-tuned network.
     seed : int
         Seed of the classifier (and of a tuned row's search), as in :func:`leukbench.compare`.
     positive_label : str, optional
@@ -60,10 +67,16 @@ def train(data=None, features=DEFAULT_FEATURES, classifier=DEFAULT_CLASSIFIER, *
         The comparison the row comes from: the card then carries its
         cross-validated performance; without it the card says "not cross-validated".
     progress : bool
-        Show extraction progress.
+        Show extraction (or fine-tuning) progress.
+    finetune_epochs, finetune_patience, finetune_size, finetune_freeze, finetune_max_minutes
+        A fine-tuned network's training, as in :func:`leukbench.compare`
+        (the :class:`~leukbench.finetune.FineTuneConfig` fields ``epochs``,
+        ``patience``, ``size``, ``freeze``, ``max_train_minutes``).
     **extract_options
         Passed to :func:`leukbench.extract_all` (``weights``, ``segment``,
-        ``cache_dir``, ``device``, ``layout`` ...).
+        ``cache_dir``, ``device``, ``layout`` ...); a fine-tuned network takes
+        ``weights``, ``device``, ``precision``, ``cache_dir``, ``num_workers``,
+        ``layout`` and ``subject_regex``.
 
     Returns
     -------
@@ -76,6 +89,12 @@ def train(data=None, features=DEFAULT_FEATURES, classifier=DEFAULT_CLASSIFIER, *
     """
     from ..featureset import FeatureSet
 
+    if is_finetuned(features):
+        return _train_network(data, features, classifier, seed=seed, positive_label=positive_label,
+                              comparison=comparison, progress=progress, **{
+                                  "finetune_epochs": finetune_epochs, "finetune_patience": finetune_patience,
+                                  "finetune_size": finetune_size, "finetune_freeze": finetune_freeze,
+                                  "finetune_max_minutes": finetune_max_minutes, **extract_options})
     if isinstance(data, FeatureSet):
         check_train(None, classifier)
         if extract_options:
@@ -87,6 +106,24 @@ def train(data=None, features=DEFAULT_FEATURES, classifier=DEFAULT_CLASSIFIER, *
         check_train(features, classifier)  # before any extraction
         fs = next(iter(extract_all(data, features, progress=progress, **extract_options).feature_sets.values()))
     return fit_model(fs, classifier, seed=seed, positive_label=positive_label, comparison=comparison)
+
+
+def _train_network(data, features, classifier, *, seed, positive_label, comparison, progress, layout="auto",
+                   subject_regex=None, **options) -> Model:
+    """:func:`train` of a fine-tuned network: checked first, then fitted on the images of ``data``."""
+    from .. import datasets
+    from ..featureset import FeatureSet
+    from .finetuned import featureset_table
+
+    tuner = network_tuner(features, classifier, seed=seed, progress=progress, options=options)
+    if isinstance(data, FeatureSet):
+        table = featureset_table(data)
+    elif isinstance(data, pd.DataFrame):
+        table = data
+    else:
+        table = datasets.discover(data if data is not None else datasets.sample_root(), layout=layout,
+                                  subject_regex=subject_regex)
+    return fit_network(tuner, table, positive_label=positive_label, comparison=comparison, progress=progress)
 
 
 def check_train(features, classifier) -> None:
@@ -103,6 +140,9 @@ def check_train(features, classifier) -> None:
     """
     from ..extraction import parse_feature_spec
 
+    if is_finetuned(features):
+        network_tuner(features, classifier, seed=DEFAULT_SEED, progress=False, options={})
+        return
     if features is not None and len(parse_feature_spec(features)) != 1:
         raise invalid("features", f"names {len(parse_feature_spec(features))} feature sets ({features!r}); a "
                                   "model has one: join extractors with + (e.g. efficientnet_lite0+handcrafted)")
@@ -228,8 +268,10 @@ def _describe(spec: Dict[str, Any]) -> str:
 def best_row(result, bundlable: bool = False) -> Dict[str, Any]:
     """The table's first row with status ok (the table is sorted best first), as a dict.
 
-    With ``bundlable``, the first such row that a bundle can hold: a fine-tuned
-    network's row (feature set ``finetuned:<backbone>``) is passed over.
+    With ``bundlable``, the first such row that a bundle can hold: a battery
+    row, or a fine-tuned network's own (``end-to-end``) row; the battery over a
+    fine-tuned network's features (feature set ``finetuned:<backbone>``, a
+    classifier of the battery) is passed over.
 
     Raises
     ------
@@ -245,9 +287,9 @@ def best_row(result, bundlable: bool = False) -> Dict[str, Any]:
 
     ok = result.table[result.table["Status"] == STATUS_OK]
     if bundlable:
-        ok = ok[~ok["Feature Set"].astype(str).str.startswith("finetuned:")]
+        ok = ok[~ok["Feature Set"].astype(str).str.startswith("finetuned:") | (ok["Model"] == END_TO_END)]
     if ok.empty:
-        what = "battery row (not a fine-tuned network)" if bundlable else "row"
+        what = "battery or end-to-end row" if bundlable else "row"
         raise EvaluationError(f"no {what} of the comparison finished (status ok), so there is no best row to save")
     return ok.iloc[0].to_dict()
 
@@ -255,11 +297,14 @@ def best_row(result, bundlable: bool = False) -> Dict[str, Any]:
 def train_best(result, feature_sets) -> Model:
     """Train the best battery row of a comparison on all labelled images of its feature set.
 
-    The best row is :func:`best_row` with ``bundlable=True``: a fine-tuned
-    network, which a bundle cannot hold yet, is passed over for the best
-    battery row (compare ``best_row(result)`` to tell). ``feature_sets`` are
-    the feature sets the comparison ran on (a list or a dict by name); the
-    seed and positive class are the comparison's.
+    The best row is :func:`best_row` with ``bundlable=True``. A fine-tuned
+    network's ``end-to-end`` row is fine-tuned again, with the comparison's
+    configuration, on all labelled images of the first feature set (its own
+    inner split by subject stops it early); the battery over fine-tuned
+    features is passed over for the best bundlable row (compare
+    ``best_row(result)`` to tell). ``feature_sets`` are the feature sets the
+    comparison ran on (a list or a dict by name); the seed and positive
+    class are the comparison's.
 
     Example
     -------
@@ -267,9 +312,11 @@ def train_best(result, feature_sets) -> Model:
     >>> train_best(result, sets).save("best_model")  # doctest: +SKIP
     """
     row = best_row(result, bundlable=True)
-    sets = feature_sets.values() if isinstance(feature_sets, dict) else feature_sets
+    sets = list(feature_sets.values() if isinstance(feature_sets, dict) else feature_sets)
     by_name = {fs.name: fs for fs in sets}
     name = row["Feature Set"]
+    if row["Model"] == END_TO_END and is_finetuned(name):
+        return _retrain_network(result, name, sets)
     if name not in by_name:
         raise invalid("feature_sets", f"lacks {name!r}, the feature set of the best row; pass the feature sets "
                                       "the comparison ran on")
@@ -288,3 +335,21 @@ def _row_classifier(result, row_name: str):
 
     name = PostProcessed(str(row_name).rsplit(" [", 1)[0], reduce, normalize)
     return name if str(name) == row_name else row_name
+
+
+def _retrain_network(result, name: str, sets) -> Model:
+    """The end-to-end row ``name`` of ``result`` fine-tuned again on all labelled images, same configuration."""
+    from ..finetune import FineTuner
+    from .finetuned import featureset_table
+
+    params = (result.params.get("finetune") or {}).get(name)
+    if not params:
+        raise invalid("result", f"does not record how {name} was fine-tuned (no params['finetune']); train it "
+                                f"with leukbench.train(data, features={name!r}, classifier={END_TO_END!r})")
+    with_paths = [fs for fs in sets if fs.paths is not None and all(p for p in fs.paths)]
+    if not with_paths:
+        raise invalid("feature_sets", f"have no image paths, which fine-tuning {name} needs; pass the feature sets "
+                                      "the comparison ran on")
+    tuner = FineTuner(**{**params["config"], "progress": False})
+    return fit_network(tuner, featureset_table(with_paths[0]), positive_label=result.positive_label,
+                       comparison=result, progress=False)
