@@ -35,11 +35,16 @@ def trained(cells, tmp_path_factory):
 
     from leukbench.models import train
 
-    torch.set_num_threads(1)
-    cache = tmp_path_factory.mktemp("cache")
-    model = train(cells, FEATURES, "end-to-end", finetune_epochs=1, finetune_size=32, weights="none",
-                  cache_dir=cache, progress=False)
-    return model, model.save(tmp_path_factory.mktemp("bundle") / "model")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # put back below: later tests (the committed sample table) use the default
+    try:
+        cache = tmp_path_factory.mktemp("cache")
+        model = train(cells, FEATURES, "end-to-end", finetune_epochs=1, finetune_size=32, weights="none",
+                      cache_dir=cache, progress=False)
+        bundle = model.save(tmp_path_factory.mktemp("bundle") / "model")
+    finally:
+        torch.set_num_threads(before)
+    return model, bundle
 
 
 def test_a_torch_bundle_predicts_exactly_as_the_in_memory_network_without_unpickling(trained, cells, monkeypatch,
