@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Dict, Optional
+
+from .._atomic import write_atomically
 
 __all__ = ["CheckpointDir", "checkpoint_key", "FINETUNE_VERSION"]
 
@@ -36,16 +37,6 @@ def checkpoint_key(parts: Dict[str, Any]) -> str:
     """Digest of everything that decides what is learnt (backbone, weights id, config, seed, ids)."""
     text = json.dumps({"version": FINETUNE_VERSION, **parts}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 class CheckpointDir:
@@ -82,16 +73,16 @@ class CheckpointDir:
         self.path.mkdir(parents=True, exist_ok=True)
         if not (self.path / "config.json").is_file():
             text = json.dumps(self.description, indent=1, default=str)
-            _atomic(self.path / "config.json", lambda p: p.write_text(text))
+            write_atomically(self.path / "config.json", lambda p: p.write_text(text))
         if best_weights is not None:
             self.save_best(best_weights)
-        _atomic(self.path / "last.pt", lambda p: torch.save(state, p))
+        write_atomically(self.path / "last.pt", lambda p: torch.save(state, p))
 
     def save_best(self, weights: Dict[str, Any]) -> None:
         from safetensors.torch import save_file
 
         tensors = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
-        _atomic(self.path / "best.safetensors", lambda p: save_file(tensors, str(p)))
+        write_atomically(self.path / "best.safetensors", lambda p: save_file(tensors, str(p)))
 
     def load_best(self) -> Dict[str, Any]:
         from safetensors.torch import load_file
@@ -100,4 +91,4 @@ class CheckpointDir:
 
     def finish(self, record: Dict[str, Any]) -> None:
         if self.path is not None:
-            _atomic(self.path / "done.json", lambda p: p.write_text(json.dumps(record, indent=1, default=str)))
+            write_atomically(self.path / "done.json", lambda p: p.write_text(json.dumps(record, indent=1, default=str)))

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .._atomic import write_atomically
 from .._validation import invalid
 from ._estimator import FineTuner
 
@@ -122,8 +123,6 @@ def _one_fold(tuner, decoded, y, groups, ids, sp, n_classes, features, progress,
 def _fold_features(ft: FineTuner, decoded: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """The fold network's features of every image, kept beside its checkpoint (``features-<ids>.npy``):
     one matrix per fold's key, never shared with another fold."""
-    import os
-
     from ._data import images_digest
 
     folder = ft.checkpoint_dir_
@@ -132,7 +131,5 @@ def _fold_features(ft: FineTuner, decoded: np.ndarray, ids: np.ndarray) -> np.nd
         return np.load(path)
     X = ft.transform(decoded)
     if path is not None and folder.is_dir():
-        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        np.save(tmp, X)
-        os.replace(tmp, path)
+        write_atomically(path, lambda tmp: np.save(tmp, X))  # tmp ends in .npy: np.save adds nothing
     return X

@@ -12,6 +12,7 @@ from typing import Callable, Dict, List
 
 import pandas as pd
 
+from .._atomic import write_atomically
 from ._result import ok_rows, result_frame, result_table
 from .calibration_plot import plot_calibration
 from .plots import (
@@ -48,16 +49,10 @@ def clear_plots(plots_dir: Path) -> None:
 def _save_png(fig, path: Path) -> None:
     """Save ``fig`` to a temporary file, then rename it: a full disk or a kill never leaves
     a half-written PNG under its real name (an earlier report's plot was removed first)."""
-    import os
-
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     try:
-        fig.savefig(tmp, dpi=110, format="png")
-        os.replace(tmp, path)
+        write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     except OSError as exc:  # named by the PNG, not its temporary file
         raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _attempt(name: str, make: Callable, plots_dir: Path, made: List[str], notes: List[str]) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import pandas as pd
 
+from .._atomic import write_atomically
 from ..exceptions import ReportError
 from ..schema import STATUS_OK
 from ._result import (
@@ -135,17 +136,9 @@ def _cannot_write(path: Path, exc: OSError) -> ReportError:
 def _write_atomically(path: Path, write) -> None:
     """``write(temporary path)``, then rename it to ``path``: a failure (a full disk) leaves
     ``path`` as it was, never half-written; raises :class:`ReportError` naming the folder."""
-    import os
-
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        write_atomically(path, write)
     except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:  # pragma: no cover - the folder itself is gone or unreadable
-            pass
         raise _cannot_write(path, exc) from exc
 
 
