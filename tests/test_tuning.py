@@ -160,7 +160,7 @@ def spy(monkeypatch):
 
 def test_the_inner_search_never_sees_the_outer_test_ids(spy):
     fs = _cells(n_subjects=(7, 6), with_row_ids=True)
-    res = _run(fs, classifiers="Spy", tune=True, tune_trials=3, cv=3)
+    res = _run(fs, classifiers="Spy", tune=True, tune_trials=3, cv=3, n_jobs=1)  # in this process: _Spy.log
     assert (res.table.Status == "ok").all()
     rows = {image: i for i, image in enumerate(fs.ids)}
     subject = np.asarray(fs.subjects)

@@ -6,8 +6,10 @@ times (and, for a search, the parameters it chose and the candidates it
 tried). The key (:func:`task_key`) hashes the feature matrix, labels and image
 ids, the classifier name and its full parameters (:func:`estimator_signature`;
 for a tuned row also its search space, trials, budget and inner folds),
-``BATTERY_VERSION``, the seed, the number of classes and the exact train/test
-indices. Failures and timeouts are not cached: they are retried.
+the battery version in which that classifier last changed
+(:func:`leukbench.classifiers.classifier_version`, so that changing one classifier
+keeps the cached fits of the others), the seed, the number of classes and the exact
+train/test indices. Failures and timeouts are not cached: they are retried.
 
 Example
 -------
@@ -42,7 +44,9 @@ def digest(*parts) -> str:
     for p in parts:
         if isinstance(p, np.ndarray):
             h.update(str(p.shape).encode())
-            h.update(np.ascontiguousarray(p).tobytes())
+            flat = np.ascontiguousarray(p).reshape(-1)  # hashed in slices: no copy of a large matrix
+            for start in range(0, flat.size, 1 << 20):
+                h.update(flat[start:start + (1 << 20)].tobytes())
         else:
             h.update(json.dumps(p, sort_keys=True, default=str).encode())
         h.update(b"|")
@@ -51,7 +55,8 @@ def digest(*parts) -> str:
 
 def task_key(data_digest: str, classifier: str, signature: str, battery_version: int, seed: int,
              n_classes: int, split: Split) -> str:
-    """The fold-cache key of one task (see the module docstring for what it covers)."""
+    """The fold-cache key of one task (see the module docstring for what it covers);
+    ``battery_version`` is the classifier's own (:func:`leukbench.classifiers.classifier_version`)."""
     return digest(_CACHE_FORMAT, data_digest, classifier, signature, battery_version, seed, n_classes,
                   split.train, split.test)
 

@@ -53,7 +53,7 @@ class CheckedOptions(NamedTuple):
 
 def check_options(*, classifiers=None, battery: str = "default", split: str = "cv", cv: int = 5,
                   repeats: int = 1, sort: str = DEFAULT_SORT, timeout: Optional[float] = None,
-                  n_jobs: Optional[int] = 1, alpha: float = DEFAULT_ALPHA,
+                  n_jobs: Optional[int] = -1, alpha: float = DEFAULT_ALPHA,
                   n_bootstrap: int = DEFAULT_RESAMPLES, tune: bool = False, tune_trials: int = 20,
                   tune_budget: Optional[float] = None, reduce: str = "none",
                   normalize: str = "none") -> CheckedOptions:
@@ -162,12 +162,35 @@ def sort_column(sort: str) -> str:
     return found
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system has one, else all).
+
+    Example
+    -------
+    >>> 1 <= usable_cores() <= (os.cpu_count() or 1)
+    True
+    """
+    if hasattr(os, "sched_getaffinity"):
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except OSError:  # pragma: no cover - a system that lists it but refuses
+            pass
+    return os.cpu_count() or 1
+
+
 def resolve_n_jobs(n_jobs: Optional[int]) -> int:
-    """Parallel tasks for ``n_jobs``: ``None`` is 1, ``-1`` all cores, ``-2`` all but one ..."""
+    """Parallel tasks for ``n_jobs``: ``None`` is 1, ``-1`` all usable cores (:func:`usable_cores`),
+    ``-2`` all but one ...
+
+    Example
+    -------
+    >>> resolve_n_jobs(3), resolve_n_jobs(None), resolve_n_jobs(-1) == usable_cores()
+    (3, 1, True)
+    """
     if n_jobs is None:
         return 1
     if n_jobs < 0:
-        return max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+        return max(1, usable_cores() + 1 + n_jobs)
     return n_jobs
 
 
