@@ -112,14 +112,20 @@ class FeatureSet:
         return bool(len(self)) and all(bool(s) for s in self.subjects)
 
     def subset(self, mask_or_index) -> "FeatureSet":
-        """A new FeatureSet with the selected rows (boolean mask or indices)."""
+        """A new FeatureSet with the selected rows (boolean mask or indices).
+
+        When every row is selected in order (``labeled()`` of a set without
+        unlabelled images), the new set shares this one's matrix instead of
+        copying it: a large (or memory-mapped) matrix is not held twice.
+        """
         idx = np.asarray(mask_or_index)
         if idx.dtype == bool:
             idx = np.flatnonzero(idx)
         take = lambda a: None if a is None else a[idx]  # noqa: E731
+        every_row = len(idx) == len(self) and bool(np.array_equal(idx, np.arange(len(self))))
         return FeatureSet(
             name=self.name,
-            X=self.X[idx],
+            X=self.X if every_row else self.X[idx],
             y=self.y[idx],
             ids=self.ids[idx],
             subjects=self.subjects[idx],

@@ -237,16 +237,21 @@ def test_cache_checks_and_assembles_without_loading_every_column(tmp_path, monke
     import pyarrow.parquet as pq
 
     chunk_reads = []
-    real_read_table = pq.read_table
+    real_read = pq.ParquetFile.read
 
-    def spy_features(path, *a, columns=None, **kw):
+    def spy_features(self, *a, columns=None, **kw):
         chunk_reads.append(None if columns is None else list(columns))
-        return real_read_table(path, *a, columns=columns, **kw)
+        return real_read(self, *a, columns=columns, **kw)
 
-    monkeypatch.setattr(pq, "read_table", spy_features)
+    monkeypatch.setattr(pq.ParquetFile, "read", spy_features)
     X = fresh.matrix(want)
     np.testing.assert_array_equal(X, np.stack([truth[i] for i in want]))  # newest chunk wins for img1, img3
-    assert chunk_reads == [names] * 3  # one read per chunk touched, feature columns only
+    assert chunk_reads == [names] * 3  # one read per chunk touched (40 columns: one group), features only
+
+    monkeypatch.setattr("leukbench.cache.READ_COLUMNS", 16)
+    chunk_reads.clear()
+    np.testing.assert_array_equal(fresh.matrix(want), X)  # read 16 columns at a time: the same matrix
+    assert chunk_reads == [names[:16], names[16:32], names[32:]] * 3
     full = fresh.table()
     np.testing.assert_array_equal(full.loc[want, names].to_numpy(), X)
     assert full.loc["img1.png", "pixel_hash"] == "p" and full.loc["img1.png", "size"] == 10
@@ -491,13 +496,15 @@ def test_each_extractor_gets_the_options_it_takes(cnmc_folders, tmp_path):
         override_extractor,
     )
 
-    assert extractor_options("handcrafted") == ("segment", "grayscale", "stain_norm")
+    assert extractor_options("handcrafted") == ("segment", "grayscale", "stain_norm", "stain_reference")
     assert set(extractor_options("resnet50")) == {"weights", "segment", "grayscale", "device", "batch_size",
-                                                  "seed", "precision", "tta", "layers", "pooling", "stain_norm"}
+                                                  "seed", "precision", "tta", "layers", "pooling", "stain_norm",
+                                                  "stain_reference", "decode"}
     assert extractor_options("timm:test_resnet") == extractor_options("resnet50")
     assert extractor_options("chanstats") is None  # **kwargs: anything
     with pytest.raises(InvalidParameterError, match="weights is not an option of the morphology feature "
-                                                    "extractor; its options are grayscale, segment, stain_norm"):
+                                                    "extractor; its options are grayscale, segment, stain_norm, "
+                                                    "stain_reference"):
         create_extractor("morphology", weights="none")
     seen = {}
 

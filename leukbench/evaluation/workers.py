@@ -36,7 +36,11 @@ _START_GRACE = 300.0  # seconds a worker may take to start and receive its data
 
 def run_in_process(jobs: Sequence[Task], data: Sequence[PreparedSet], n_jobs: int, n_classes: int,
                    on_done: OnDone) -> None:
-    """Run tasks in this process (``n_jobs=1``) or through joblib (no timeout)."""
+    """Run tasks in this process (``n_jobs=1``) or through joblib (no timeout).
+
+    Either way each fit runs on one thread (:func:`.fits.run_task`), so the outcomes do not
+    depend on ``n_jobs``.
+    """
     if n_jobs == 1 or len(jobs) <= 1:
         for task in jobs:
             X, y = data[task.set_index].X, data[task.set_index].y
@@ -61,10 +65,14 @@ def run_in_process(jobs: Sequence[Task], data: Sequence[PreparedSet], n_jobs: in
 
 
 class _DataMessage(NamedTuple):
-    """Run -> worker: the feature set of the tasks that follow (it replaces the previous one)."""
+    """Run -> worker: the feature set of the tasks that follow (it replaces the previous one).
+
+    ``X`` is the matrix, or the path of the ``.npy`` file it is memory-mapped
+    from (:mod:`.matrix_files`): the worker maps the same file, no copy is sent.
+    """
 
     set_key: int
-    X: np.ndarray
+    X: Any  # np.ndarray or str
     y: np.ndarray
 
 
@@ -149,7 +157,8 @@ def _worker_main() -> None:  # pragma: no cover - runs in a worker process
         msg = pickle.loads(frame)
         if isinstance(msg, _DataMessage):
             data.clear()
-            data[msg.set_key] = (msg.X, msg.y)
+            X = np.load(msg.X, mmap_mode="r") if isinstance(msg.X, str) else msg.X
+            data[msg.set_key] = (X, msg.y)
             continue
         try:  # loading imports the model's modules: not part of the timed fit
             with warnings.catch_warnings():  # e.g. a deprecated class warns in __new__
@@ -172,7 +181,7 @@ def _worker_main() -> None:  # pragma: no cover - runs in a worker process
 class _Worker:
     """One worker process, its reader thread and its current task."""
 
-    def __init__(self, events, threads: int):
+    def __init__(self, events):
         import subprocess
         import sys
         import threading
@@ -181,7 +190,7 @@ class _Worker:
         paths = [p or os.getcwd() for p in sys.path]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            env.setdefault(var, str(threads))
+            env.setdefault(var, "1")  # a fit runs on one thread anyway (fits.one_thread)
         self.proc = subprocess.Popen([sys.executable, "-c", _WORKER_BOOT], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=env)
         self.sent: set = set()
@@ -206,7 +215,10 @@ class _Worker:
 
         set_key = task.set_index
         if set_key not in self.sent:  # tasks come grouped by feature set: keep only the latest one
-            _write_frame(self.proc.stdin, pickle.dumps(_DataMessage(set_key, data.X, data.y),
+            from .matrix_files import mapped_file
+
+            X = mapped_file(data.X) or data.X  # a memory-mapped matrix goes as its file's path
+            _write_frame(self.proc.stdin, pickle.dumps(_DataMessage(set_key, X, data.y),
                                                        protocol=pickle.HIGHEST_PROTOCOL))
             self.sent = {set_key}
         msg = _TaskMessage(task.index, set_key, est_bytes, task.split.train, task.split.test, n_classes)
@@ -248,7 +260,6 @@ class _Pool:
         self.pending = deque(jobs)
         self.data, self.n_classes, self.timeout, self.on_done = data, n_classes, timeout, on_done
         self.n_workers = max(1, min(n_jobs, len(jobs)))
-        self.threads = max(1, (os.cpu_count() or 1) // self.n_workers)
         self.workers: List[_Worker] = []
 
     def busy(self) -> List[_Worker]:
@@ -270,7 +281,7 @@ class _Pool:
                 continue
             w = idle[0] if idle else None
             if w is None:
-                w = _Worker(self.events, self.threads)
+                w = _Worker(self.events)
                 self.workers.append(w)
             try:
                 w.send(task, self.data[task.set_index], est_bytes, self.n_classes, self.timeout)

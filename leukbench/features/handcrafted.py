@@ -16,6 +16,11 @@ is found the whole image is used and the image is counted in the extraction
 summary as a segmentation fallback. Lengths are in working-copy pixels and
 areas are fractions of the working-copy area, so they do not depend on the
 file's resolution.
+
+A *large* file (longer side over :data:`leukbench.images.LARGE_IMAGE_SIDE`)
+is decoded downscaled to a shorter side of :data:`DECODE_SIDE` pixels before
+any conversion, so that memory stays bounded whatever the file's size; the
+working copy is then taken from that image (the cap is in the cache key).
 """
 
 from __future__ import annotations
@@ -28,20 +33,25 @@ import numpy as np
 from ..exceptions import UnknownExtractorError
 from .base import Extractor, ExtractorConfig, check_options
 
-__all__ = ["HandcraftedExtractor", "GROUPS", "HANDCRAFTED_OPTIONS", "WORK_SIZE", "color_features",
-           "create_color", "create_handcrafted", "create_morphology", "create_texture",
+__all__ = ["DECODE_SIDE", "HandcraftedExtractor", "GROUPS", "HANDCRAFTED_OPTIONS", "WORK_SIZE",
+           "color_features", "create_color", "create_handcrafted", "create_morphology", "create_texture",
            "morphology_features", "texture_features"]
 
 #: Longest side of the working copy, in pixels.
 WORK_SIZE = 128
+#: Shorter side, in pixels, at which a *large* image (longer side over
+#: :data:`leukbench.images.LARGE_IMAGE_SIDE`, 4,096 px) is decoded: 16 times
+#: the working copy, far above any single-cell image (C-NMC 450 px, PBC 360 x 363).
+DECODE_SIDE = 2048
 #: Grey levels of the GLCM.
 GLCM_LEVELS = 32
 GLCM_DISTANCES = (1, 2, 4)
 GLCM_ANGLES = (0.0, math.pi / 4, math.pi / 2, 3 * math.pi / 4)
 GLCM_PROPS = ("contrast", "dissimilarity", "homogeneity", "energy", "correlation", "ASM")
 LBP_POINTS, LBP_RADIUS = 8, 1
-#: Bumped when the numbers may change for the same settings (part of the cache key).
-IMPLEMENTATION = 3
+#: Bumped when the numbers may change for the same settings (part of the cache key);
+#: 4: large images decoded downscaled (:data:`DECODE_SIDE`).
+IMPLEMENTATION = 4
 
 MORPH_NAMES = [
     "morph.area", "morph.perimeter", "morph.eccentricity", "morph.solidity", "morph.extent",
@@ -333,6 +343,9 @@ class HandcraftedExtractor(Extractor):
         Colour normalisation of the working copy (:mod:`leukbench.stain`) after the
         cell is located, before texture and colour are measured; recorded in the
         config when not ``"none"``.
+    stain_reference : dict, optional
+        The Reinhard reference (:func:`leukbench.stain.resolve_reference`); ``None`` is the
+        fixed one. Its numbers are recorded in the config.
 
     Example
     -------
@@ -344,13 +357,15 @@ class HandcraftedExtractor(Extractor):
     batch_size = 64
 
     def __init__(self, groups: Sequence[str], name: str, *, segment: bool = False,
-                 grayscale: bool = False, stain_norm: str = "none"):
+                 grayscale: bool = False, stain_norm: str = "none", stain_reference=None):
         from ..stain import stain_key
 
         unknown = [g for g in groups if g not in GROUPS]
         if unknown:
             raise UnknownExtractorError(f"unknown handcrafted group(s) {unknown}; choose from {sorted(GROUPS)}")
         self.groups = tuple(groups)
+        #: Shorter side a large image is decoded at (read by the extraction's decoder).
+        self.decode_side = int(DECODE_SIDE)
         self.config = ExtractorConfig(
             name=name,
             kind="handcrafted",
@@ -359,23 +374,26 @@ class HandcraftedExtractor(Extractor):
             input_size=0,
             segment=bool(segment),
             grayscale=bool(grayscale),
-            options=(("glcm", f"levels={GLCM_LEVELS},d={list(GLCM_DISTANCES)}"),
+            options=(("decode_side", self.decode_side),
+                     ("glcm", f"levels={GLCM_LEVELS},d={list(GLCM_DISTANCES)}"),
                      ("groups", ",".join(self.groups)),
                      ("implementation", IMPLEMENTATION),
                      ("lbp", f"P={LBP_POINTS},R={LBP_RADIUS},uniform"),
                      ("work_size", WORK_SIZE))
-            + ((("stain_norm", stain_key(stain_norm)),) if stain_norm != "none" else ()),
+            + ((("stain_norm", stain_key(stain_norm, stain_reference)),) if stain_norm != "none" else ()),
         )
-        self.stain_norm = stain_norm
+        self.stain_norm, self.stain_reference = stain_norm, stain_reference
 
     @property
     def feature_names(self) -> List[str]:
         return [n for g in self.groups for n in GROUPS[g]]
 
     def describe(self) -> str:
+        from ..stain import stain_label
+
         extra = [e for e, on in (("segmented", self.config.segment),
                                  ("grayscale", self.config.grayscale),
-                                 (f"{self.stain_norm} stain normalisation", self.stain_norm != "none")) if on]
+                                 (stain_label(self.stain_norm, self.stain_reference), self.stain_norm != "none")) if on]
         tail = f", {', '.join(extra)}" if extra else ""
         return (f"{self.name} ({', '.join(self.groups)}; {len(self.feature_names)} columns; "
                 f"handcrafted — no learned weights{tail})")
@@ -387,7 +405,7 @@ class HandcraftedExtractor(Extractor):
 
         rgb = _working_copy(np.asarray(image))
         mask, found = _cell_mask(rgb)
-        rgb = normalize_stain(rgb, self.stain_norm)  # the mask is located on the original colours
+        rgb = normalize_stain(rgb, self.stain_norm, self.stain_reference)  # the mask is located on the original colours
         parts = []
         for g in self.groups:
             if g == "morphology":
@@ -434,11 +452,11 @@ class HandcraftedExtractor(Extractor):
     def cached_column_sources(self) -> List[Extractor]:
         """``handcrafted`` with the same settings, whose cache of an earlier run may hold these columns."""
         return [create_handcrafted(segment=self.config.segment, grayscale=self.config.grayscale,
-                                   stain_norm=self.stain_norm)]
+                                   stain_norm=self.stain_norm, stain_reference=self.stain_reference)]
 
 
 #: The options every handcrafted factory accepts.
-HANDCRAFTED_OPTIONS = ("segment", "grayscale", "stain_norm")
+HANDCRAFTED_OPTIONS = ("segment", "grayscale", "stain_norm", "stain_reference")
 
 
 class _HandcraftedFactory:
