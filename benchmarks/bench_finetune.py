@@ -139,8 +139,13 @@ def run_plain(args, folder, take, y, val):
 
 
 def _warm_up(args) -> None:
-    """Two untimed steps at the benchmark's shapes (oneDNN builds its kernels on first use)."""
+    """Two untimed steps at the benchmark's shapes (oneDNN builds its kernels on first use), and the
+    modules both loops use imported (scikit-learn's metrics, tqdm: seconds that the first timed round
+    would otherwise pay)."""
+    import sklearn.metrics  # noqa: F401 - leukbench's validation row
     import torch
+    import tqdm.auto  # noqa: F401 - leukbench's progress bar
+    from torchvision import transforms  # noqa: F401 - the plain loop's transform
 
     from leukbench.finetune._network import build_network
 

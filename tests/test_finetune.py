@@ -94,17 +94,18 @@ class _Stop(Exception):
     pass
 
 
-def test_an_interrupted_run_resumes_to_the_same_result(cells, tmp_path):
+@pytest.mark.parametrize("augment", [False, True])  # True: a DataLoader worker process, and its base seed
+def test_an_interrupted_run_resumes_to_the_same_result(cells, tmp_path, augment):
     images, y, groups = cells
-    whole = _tiny(tmp_path / "a", epochs=3, patience=3).fit(images, y, groups)
+    whole = _tiny(tmp_path / "a", epochs=3, patience=3, augment=augment).fit(images, y, groups)
 
     def interrupt(epoch, row):
         if epoch == 1:
             raise _Stop()
 
     with pytest.raises(_Stop):
-        _tiny(tmp_path / "b", epochs=3, patience=3).fit(images, y, groups, on_epoch_end=interrupt)
-    resumed = _tiny(tmp_path / "b", epochs=3, patience=3).fit(images, y, groups)
+        _tiny(tmp_path / "b", epochs=3, patience=3, augment=augment).fit(images, y, groups, on_epoch_end=interrupt)
+    resumed = _tiny(tmp_path / "b", epochs=3, patience=3, augment=augment).fit(images, y, groups)
     assert resumed.resumed_from_ == 1 and not resumed.from_cache_
     assert [r["epoch"] for r in resumed.history_] == [1, 2, 3]
     for a, b in zip(whole.history_, resumed.history_):
@@ -158,3 +159,46 @@ def test_benchmark_loops_give_the_same_weights(tmp_path):
                        "--batch-size", "8", "--out", str(out)]) == 0
     numbers = json.loads(out.read_text())
     assert numbers["max_weight_difference"] < 1e-5 and numbers["leukbench_images_per_second"] > 0
+
+
+def test_image_options_reach_the_images_the_network_trains_on_predicts_and_ships(tmp_path, monkeypatch):
+    """--segment / --grayscale / --stain-norm: applied to what training sees and to predictions, in the
+    key and the bundle only when on (the default key, and so earlier checkpoints, unchanged)."""
+    from leukbench import datasets
+    from leukbench.finetune._data import decode_images
+    from leukbench.images import grayscale_rgb, load_image
+    from leukbench.models._kinds import NETWORK
+    from leukbench.models._network import load_network, network_files
+    from leukbench.preprocessing import segment_cell
+
+    table = datasets.discover(datasets.sample_root()).groupby("subject").head(1)
+    paths, y, groups = table["path"].tolist(), table["label"].to_numpy(object), table["subject"].to_numpy(object)
+    plain, seg = _tiny(tmp_path), _tiny(tmp_path, segment=True)
+    resize = plain.cell_input().pre.resize_crop
+    expected = np.stack([resize(segment_cell(load_image(p)).crop) for p in paths])
+    assert not np.array_equal(expected, decode_images(paths, plain.cell_input()))
+    gray = decode_images(paths[:3], _tiny(tmp_path, grayscale=True).cell_input())
+    assert np.array_equal(gray, np.stack([resize(grayscale_rgb(load_image(p))) for p in paths[:3]]))
+    assert "segment" not in plain.config.key_fields() and plain.key_parts("x", 2)["input"] == \
+        plain.cell_input().pre.options()  # the default key is what it was
+    assert seg.config.key_fields()["segment"] is True and seg.key_parts("x", 2) != plain.key_parts("x", 2)
+    assert _tiny(tmp_path, stain_norm="reinhard").key_parts("x", 2) != plain.key_parts("x", 2)
+    with pytest.raises(InvalidParameterError, match="stain_norm"):
+        FineTuneConfig(stain_norm="sepia")
+
+    seen = []
+    real_train = _loop.train
+
+    def spy(model, data, *args, **kwargs):
+        seen.append(data.images.copy())
+        return real_train(model, data, *args, **kwargs)
+
+    monkeypatch.setattr(_loop, "train", spy)
+    seg.fit(paths, y, groups)
+    assert np.array_equal(seen[0], expected)  # the network trains on the segmented cells
+    proba = seg.predict_proba(paths)
+    np.testing.assert_array_equal(proba, seg.predict_proba(expected))  # and predicts on them
+    files, info = network_files(seg)
+    assert info["config"]["segment"] is True and info["input"]["segment"] is True
+    twin = load_network(files[NETWORK], info)
+    assert twin.config.segment and np.array_equal(twin.predict_proba(paths), proba)

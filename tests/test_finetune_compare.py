@@ -105,6 +105,11 @@ def test_a_rerun_takes_every_fold_from_the_cache(run):
     _, first, again, _, cache = run
     assert again.params["finetune"][f"finetuned:{TINY}"]["from_cache"] == [True, True, True]
     assert again.n_computed == 0  # the battery's fits too: each fold's features are the same matrix again
+    from leukbench.reporting._result import fit_counts
+
+    assert fit_counts(first) == {"total": 6, "from_fold_cache": 0, "computed": 6, "finetunings": 3,
+                                 "finetunings_trained": 3, "finetunings_from_cache": 0}
+    assert fit_counts(again)["from_fold_cache"] == 6 and fit_counts(again)["finetunings_from_cache"] == 3
     keys = first.params["finetune"][f"finetuned:{TINY}"]["checkpoints"]
     assert len(set(keys)) == 3  # one network per fold
     for key in keys:
@@ -121,10 +126,47 @@ def test_command_line(cells, tmp_path, capsys):
                      "--cache-dir", str(cache), "--num-workers", "0"])
     assert code == 0
     assert f"finetuned:{TINY} | end-to-end" in (out / "table.md").read_text()
-    assert json.loads((out / "run.json").read_text())["params"]["finetune"][f"finetuned:{TINY}"]["epochs_run"] == [1, 1]
-    capsys.readouterr()
-    assert cli.main(["compare", "--features", f"finetuned:{TINY}", "-q", "--out", str(tmp_path / "x")]) == 2
-    assert "--features needs a feature set besides finetuned:" in capsys.readouterr().err
+    record = json.loads((out / "run.json").read_text())["params"]["finetune"][f"finetuned:{TINY}"]
+    assert record["epochs_run"] == [1, 1] and "segment" not in record["config"]  # at its default: not recorded
+    assert ("Fits: 4 computed, 0 taken from the fold cache (4 in all) + 2 fine-tunings (2 trained, 0 taken from "
+            "the checkpoint cache)") in capsys.readouterr().out
+
+
+def test_command_line_with_the_network_alone_and_segmented_cells(cells, tmp_path, capsys):
+    """finetuned:<backbone> alone (no feature set extracted), with --segment applied to its images."""
+    import shutil
+
+    out, data = tmp_path / "res", tmp_path / "cells"
+    shutil.copytree(cells, data)
+    (data / "hem" / "UID_H9_1_1_hem.bmp").write_bytes(b"not an image")  # skipped and listed, as extraction does
+    args = ["compare", str(data), "--features", f"finetuned:{TINY}", "--segment", "--weights", "none", "--epochs",
+            "1", "--finetune-size", "32", "--cv", "2", "--classifiers", "GaussianNB", "--n-bootstrap", "0", "-q",
+            "--cache-dir", str(tmp_path / "cache"), "--num-workers", "0"]
+    assert cli.main([*args, "--out", str(out)]) == 0
+    table = pd.read_csv(out / "table.csv")
+    assert set(zip(table["Feature Set"], table["Model"])) == {(f"finetuned:{TINY}", "end-to-end"),
+                                                              (f"finetuned:{TINY}", "GaussianNB")}
+    record = json.loads((out / "run.json").read_text())["params"]["finetune"][f"finetuned:{TINY}"]
+    assert record["config"]["segment"] is True and record["epochs_run"] == [1, 1]
+    assert pd.read_csv(out / "skipped_images.csv")["id"].tolist() == ["hem/UID_H9_1_1_hem.bmp"]
+    text = capsys.readouterr().out
+    assert "Leakage audit:" in text and "2 fine-tunings (2 trained, 0 taken from the checkpoint cache)" in text
+    assert cli.main([*args, "--out", str(tmp_path / "again")]) == 0  # the same networks: from the cache
+    assert ("Fits: 0 computed, 2 taken from the fold cache (2 in all) + 2 fine-tunings (0 trained, 2 taken from the "
+            "checkpoint cache)") in capsys.readouterr().out
+    plain = json.loads((out / "run.json").read_text())["params"]["finetune"][f"finetuned:{TINY}"]["checkpoints"]
+    assert cli.main([*args[:4], *args[5:], "--out", str(tmp_path / "plain")]) == 0  # without --segment
+    other = json.loads((tmp_path / "plain" / "run.json").read_text())["params"]["finetune"][f"finetuned:{TINY}"]
+    assert not set(other["checkpoints"]) & set(plain)  # other images, other networks
+
+
+def test_command_line_refusals(capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["compare", "--epochs", "0", "-q"])
     assert exit_.value.code == 2 and "--epochs: must be at least 1" in capsys.readouterr().err
+    from leukbench._parser import build_parser
+
+    if cli.flags_by_dest(build_parser(), "compare").get("stain_reference"):  # a per-dataset Reinhard reference
+        code = cli.main(["compare", "--features", f"finetuned:{TINY}", "--stain-norm", "reinhard",
+                         "--stain-reference", "dataset", "-q", "--out", str(tmp_path / "x")])
+        assert code == 2 and "--stain-reference dataset is not supported with finetuned:" in capsys.readouterr().err

@@ -134,9 +134,9 @@ def test_train_then_predict_on_the_command_line(cells, tmp_path, capsys):
     assert (csv.parent / "plots" / "example_predictions.png").is_file()
     assert cli.main(["train", str(data), "--features", FEATURES, "--out", str(tmp_path / "m2"), "-q"]) == 2
     assert "end-to-end" in capsys.readouterr().err  # a network is trained end to end, said before any work
-    assert cli.main(["train", str(data), "--features", FEATURES, "--classifier", "end-to-end", "--segment",
+    assert cli.main(["train", str(data), "--features", FEATURES, "--classifier", "end-to-end", "--tta", "flip",
                      "--out", str(tmp_path / "m3"), "-q"]) == 2
-    assert "--segment is an extraction option" in capsys.readouterr().err  # refused, not ignored
+    assert "--tta is an extraction option" in capsys.readouterr().err  # refused, not ignored (--segment is applied)
 
 
 def test_best_row_keeps_end_to_end_rows_and_skips_the_battery_over_finetuned_features():

@@ -121,26 +121,29 @@ def _named(fs: FeatureSet, name: str, X: Optional[np.ndarray]) -> FeatureSet:
 
 def _battery_tasks(tasks, outcomes, data: PreparedSet, si: int, sp, names, seed: int, n_classes: int) -> None:
     """One task per classifier of the battery over one split's fine-tuned features."""
-    from ..classifiers import BATTERY_VERSION, make_classifier
+    from ..classifiers import classifier_version, make_classifier
 
     for name in names:
         try:
             signature, error = estimator_signature(make_classifier(name, seed)), None
         except Exception as exc:  # noqa: BLE001 - a broken factory fails its own row only
             signature, error = "", FitOutcome.failed(error_text(exc))
-        tasks.append(Task(len(tasks), si, name, sp, task_key(data.digest, name, signature, BATTERY_VERSION, seed,
-                                                             n_classes, sp)))
+        tasks.append(Task(len(tasks), si, name, sp, task_key(data.digest, name, signature, classifier_version(name),
+                                                             seed, n_classes, sp)))  # as comparison._build_tasks
         if error is not None:
             outcomes[tasks[-1].index] = error
 
 
 def _tuner_params(tuner, runs) -> Dict[str, Any]:
-    """What run.json records of one fine-tuner."""
+    """What run.json records of one fine-tuner (the image options only when not at their defaults)."""
+    from ..finetune._config import without_default_image_options
+
     return {
-        "backbone": tuner.backbone, "weights": str(tuner.weights), "config": tuner.get_params(),
+        "backbone": tuner.backbone, "weights": str(tuner.weights),
+        "config": without_default_image_options(tuner.get_params()),
         "device": runs[0].device if runs else "", "precision": runs[0].precision if runs else "",
         "epochs_run": [len(r.history) for r in runs], "best_epoch": [r.best_epoch for r in runs],
         "stopped": [r.stopped for r in runs], "train_seconds": float(sum(r.train_seconds for r in runs)),
         "from_cache": [r.from_cache for r in runs], "validation": list(dict.fromkeys(r.split_note for r in runs)),
-        "checkpoints": [r.key for r in runs],
+        "checkpoints": [r.key for r in runs], "resumed_from": [r.resumed_from for r in runs],
     }

@@ -16,6 +16,8 @@ Modules
 ``_checkpoint``  ``<cache>/finetune/<key>/``: last epoch, best weights (safetensors), done
 ``_estimator``   :class:`FineTuner`
 ``_folds``       fine-tuning on each outer fold of a split plan (what ``compare`` calls)
+``_names``       ``finetuned:<backbone>``, the name of a fine-tuned network's rows
+``_images``      the images alone as a feature set (``--features finetuned:<backbone>`` by itself)
 
 Importing this package does not import torch.
 
@@ -29,5 +31,7 @@ Example
 from ._checkpoint import FINETUNE_VERSION
 from ._config import FineTuneConfig
 from ._estimator import FineTuner
+from ._names import FINETUNED_PREFIX, finetuned_backbone, finetuned_name
 
-__all__ = ["FINETUNE_VERSION", "FineTuneConfig", "FineTuner"]
+__all__ = ["FINETUNED_PREFIX", "FINETUNE_VERSION", "FineTuneConfig", "FineTuner", "finetuned_backbone",
+           "finetuned_name"]

@@ -18,10 +18,24 @@ from typing import Any, Dict, Optional
 
 from .._validation import Interval, Options, validate_params
 
-__all__ = ["FineTuneConfig", "PRECISIONS"]
+__all__ = ["FineTuneConfig", "IMAGE_OPTIONS", "PRECISIONS", "without_default_image_options"]
 
 #: Arithmetic of training: ``auto`` is float16 autocast (with loss scaling) on CUDA, float32 elsewhere.
 PRECISIONS = ("auto", "float32", "float16", "bfloat16")
+#: The image pre-processing options (the frozen features' ``segment``, ``grayscale``, ``stain_norm``) and
+#: their defaults: recorded (key, run.json, bundles) only when not at them.
+IMAGE_OPTIONS = {"segment": False, "grayscale": False, "stain_norm": "none"}
+
+
+def without_default_image_options(params: Dict[str, Any]) -> Dict[str, Any]:
+    """``params`` less the :data:`IMAGE_OPTIONS` that are at their defaults.
+
+    Example
+    -------
+    >>> without_default_image_options({"epochs": 2, "segment": False, "grayscale": True})
+    {'epochs': 2, 'grayscale': True}
+    """
+    return {k: v for k, v in params.items() if not (k in IMAGE_OPTIONS and v == IMAGE_OPTIONS[k])}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +76,15 @@ class FineTuneConfig:
         ``"auto"``: float16 autocast with loss scaling on CUDA, float32 on the CPU.
     num_workers : int, optional
         Threads decoding the images (once, before training); ``None``: by core count.
+    segment, grayscale : bool
+        Image pre-processing before the network's resize + crop, as the frozen features apply it
+        (``--segment``: crop to the cell found by :func:`leukbench.preprocessing.segment_cell`;
+        ``--grayscale``: ITU-R 601 luma replicated to 3 channels), in training and prediction.
+    stain_norm : {"none", "reinhard", "macenko"}
+        Colour normalisation of the network's input (:mod:`leukbench.stain`), after the resize + crop.
+
+    The three image options enter the checkpoint key only when not at their defaults (the
+    checkpoints of earlier runs keep their keys).
     """
 
     epochs: int = 15
@@ -80,8 +103,13 @@ class FineTuneConfig:
     device: str = "auto"
     precision: str = "auto"
     num_workers: Optional[int] = None
+    segment: bool = False
+    grayscale: bool = False
+    stain_norm: str = "none"
 
     def __post_init__(self):
+        from ..stain import STAIN_METHODS
+
         validate_params(dataclasses.asdict(self), {
             "epochs": [Interval(int, 1, None)],
             "patience": [Interval(int, 1, None)],
@@ -99,6 +127,9 @@ class FineTuneConfig:
             "device": [str],
             "precision": [Options(*PRECISIONS, ignore_case=True)],
             "num_workers": [Interval(int, 0, None), None],
+            "segment": [bool],
+            "grayscale": [bool],
+            "stain_norm": [Options(*STAIN_METHODS)],
         })
 
     def key_fields(self) -> Dict[str, Any]:
@@ -106,7 +137,7 @@ class FineTuneConfig:
         d = dataclasses.asdict(self)
         for name in ("device", "num_workers"):
             d.pop(name)
-        return d
+        return without_default_image_options(d)
 
     def replace(self, **changes) -> "FineTuneConfig":
         """A copy with ``changes`` (checked again)."""

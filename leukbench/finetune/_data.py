@@ -14,33 +14,106 @@ Example
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .._validation import invalid
 
-__all__ = ["decode_images", "inner_split", "images_digest", "AugmentedImages", "epoch_seed"]
+__all__ = ["CellInput", "decode_images", "inner_split", "images_digest", "AugmentedImages", "epoch_seed"]
+
+#: Shorter side a large image is decoded at before segmentation (the extraction's ``SEGMENTED_DECODE_SIDE``).
+_SEGMENTED_DECODE_SIDE = 2048
+
+
+@dataclasses.dataclass(frozen=True)
+class CellInput:
+    """How an image becomes the network's ``uint8`` input, in the order the frozen features apply it:
+    grayscale, segmentation (crop to the cell), the backbone's resize + centre crop (``pre``), stain
+    normalisation. At their defaults it is ``pre`` alone, and :meth:`options` is ``pre.options()``.
+
+    Example
+    -------
+    >>> from leukbench.finetune._network import input_preprocessing
+    >>> CellInput(input_preprocessing("efficientnet_lite0", 64), segment=True).options()[-1]  # doctest: +SKIP
+    ('segment', True)
+    """
+
+    pre: Any  # features.deep._preprocessing.Preprocessing
+    segment: bool = False
+    grayscale: bool = False
+    stain_norm: str = "none"
+
+    @property
+    def crop(self):
+        return self.pre.crop
+
+    def scale_shift(self, device="cpu"):
+        return self.pre.scale_shift(device)
+
+    def options(self) -> tuple:
+        """``pre.options()``, then the image options that are not at their defaults (key, manifest)."""
+        extra = []
+        if self.grayscale:
+            extra.append(("grayscale", True))
+        if self.segment:
+            extra.append(("segment", True))
+        if self.stain_norm != "none":
+            from ..stain import stain_key
+
+            extra.append(("stain_norm", stain_key(self.stain_norm)))
+        return tuple(self.pre.options()) + tuple(extra)
+
+    @property
+    def reduce_to(self) -> int:
+        """Shorter side a very large image is decoded at (as the extraction decodes it)."""
+        return _SEGMENTED_DECODE_SIDE if self.segment else 2 * max(self.crop)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """An RGB ``uint8`` image -> the network's input, ``uint8 (size, size, 3)``."""
+        if self.grayscale:
+            from ..images import grayscale_rgb
+
+            image = grayscale_rgb(image)
+        if self.segment:
+            from ..preprocessing import segment_cell
+
+            image = segment_cell(image).crop
+        image = self.pre.resize_crop(image)
+        if self.stain_norm != "none":
+            from ..stain import normalize_stain
+
+            image = normalize_stain(image, self.stain_norm)
+        return image
+
+
+def as_cell_input(pre) -> CellInput:
+    """``pre`` (a backbone's ``Preprocessing`` or a :class:`CellInput`) as a :class:`CellInput`."""
+    return pre if isinstance(pre, CellInput) else CellInput(pre)
 
 
 def _decode_one(item, pre) -> np.ndarray:
     from ..images import as_rgb_uint8, load_image
 
+    cell = as_cell_input(pre)
     if isinstance(item, np.ndarray):
         img = as_rgb_uint8(item)
     else:
-        img = load_image(item, reduce_to=2 * max(pre.crop))  # only very large images are reduced
-    return pre.resize_crop(img)
+        img = load_image(item, reduce_to=cell.reduce_to)  # only very large images are reduced
+    return cell(img)
 
 
 def decode_images(images: Sequence, pre, *, num_workers: Optional[int] = None, progress: bool = False) -> np.ndarray:
     """Paths or RGB arrays -> ``uint8`` array ``(n, size, size, 3)``, resized and centre-cropped as
-    the backbone's eval transform does (:mod:`leukbench.images` decodes; threads do it in parallel).
+    the backbone's eval transform does, after the image options of ``pre`` when it is a
+    :class:`CellInput` (:mod:`leukbench.images` decodes; threads do it in parallel).
 
-    Arrays already at the input size (``(n, size, size, 3)`` ``uint8``) are returned as they are.
+    Arrays already at the input size (``(n, size, size, 3)`` ``uint8``) are taken as decoded and
+    returned as they are (no option is applied to them again).
     """
     if isinstance(images, np.ndarray) and images.ndim == 4 and images.dtype == np.uint8 \
             and images.shape[1:] == (*pre.crop, 3):

@@ -76,7 +76,9 @@ class FineTuner:
     @property
     def name(self) -> str:
         """The feature-set name of this network's rows: ``finetuned:<backbone>``."""
-        return f"finetuned:{self.backbone}"
+        from ._names import finetuned_name
+
+        return finetuned_name(self.backbone)
 
     def get_params(self, deep: bool = True) -> Dict[str, Any]:
         import dataclasses
@@ -97,12 +99,22 @@ class FineTuner:
     # -- resolution -----------------------------------------------------------
     def _setup(self):
         from ..features.deep._device import resolve_device, resolve_precision
-        from ._network import input_preprocessing, resolved_weights
+        from ._network import resolved_weights
 
         device = resolve_device(self.config.device)
         precision = resolve_precision(self.config.precision, device)
         _, _, _, wid = resolved_weights(self.backbone, self.weights)
-        return device, precision, wid, input_preprocessing(self.backbone, self.config.size)
+        return device, precision, wid, self.cell_input()
+
+    def cell_input(self):
+        """How an image becomes this network's input (:class:`~leukbench.finetune._data.CellInput`):
+        the image options of the config, then the backbone's resize + crop at ``size``."""
+        from ._data import CellInput
+        from ._network import input_preprocessing
+
+        c = self.config
+        return CellInput(input_preprocessing(self.backbone, c.size), segment=c.segment, grayscale=c.grayscale,
+                         stain_norm=c.stain_norm)
 
     def _cache_root(self) -> Optional[Path]:
         if self.cache_dir is False:
@@ -193,11 +205,11 @@ class FineTuner:
         >>> twin = FineTuner(**ft.get_params()).load_network(ft.network_state(), ft.classes_)  # doctest: +SKIP
         """
         from ..features.deep._device import resolve_device, resolve_precision
-        from ._network import build_network, input_preprocessing
+        from ._network import build_network
 
         self.device_ = resolve_device(self.config.device)
         self.precision_ = resolve_precision(self.config.precision, self.device_)
-        self._pre = input_preprocessing(self.backbone, self.config.size)
+        self._pre = self.cell_input()
         self.classes_ = np.asarray(classes)
         model, self.n_stages_ = build_network(self.backbone, "none", len(self.classes_), dropout=self.config.dropout,
                                               freeze=self.config.freeze, seed=self.config.seed)

@@ -23,6 +23,7 @@ import numpy as np
 from .._atomic import write_atomically
 from .._validation import invalid
 from ._estimator import FineTuner
+from ._names import finetuned_backbone
 
 __all__ = ["FoldRun", "tuners_of", "finetune_folds"]
 
@@ -48,6 +49,7 @@ class FoldRun:
     key: str
     device: str = ""
     precision: str = ""
+    resumed_from: int = 0  # epochs taken from an interrupted run's checkpoint (0: trained from the start)
 
 
 def tuners_of(finetune, options: Optional[Dict[str, Any]], *, seed: int) -> List[FineTuner]:
@@ -62,8 +64,8 @@ def tuners_of(finetune, options: Optional[Dict[str, Any]], *, seed: int) -> List
         if isinstance(item, FineTuner):
             out.append(item)
         elif isinstance(item, str) and item.strip():
-            name = item.strip()
-            name = name[len("finetuned:"):] if name.startswith("finetuned:") else name
+            name = finetuned_backbone(item)
+            name = item.strip() if name is None else name
             out.append(FineTuner(name, **{"seed": seed, **(options or {})}))
         else:
             raise invalid("finetune", f"must be backbone names or FineTuner objects (got {item!r})")
@@ -92,11 +94,9 @@ def finetune_folds(tuner: FineTuner, images: Sequence, y: np.ndarray, groups: Op
         Also compute the fold network's pooled features of every image (for the battery).
     """
     from ._data import decode_images
-    from ._network import input_preprocessing
 
     ids = np.asarray([str(i) for i in ids], dtype=object)
-    decoded = decode_images(images, input_preprocessing(tuner.backbone, tuner.config.size),
-                            num_workers=tuner.config.num_workers, progress=progress)
+    decoded = decode_images(images, tuner.cell_input(), num_workers=tuner.config.num_workers, progress=progress)
     runs = []
     for sp in splits:
         runs.append(_one_fold(tuner, decoded, np.asarray(y), groups, ids, sp, n_classes, features, progress,
@@ -117,7 +117,7 @@ def _one_fold(tuner, decoded, y, groups, ids, sp, n_classes, features, progress,
     feats = _fold_features(ft, decoded, ids) if features else None
     return FoldRun(sp.repeat, sp.fold, scores, feats, ft.history_, ft.best_epoch_, ft.stopped_, ft.split_note_,
                    ft.train_ids_, ft.val_ids_, list(ids[test]), ft.train_seconds_, time.perf_counter() - t0,
-                   ft.from_cache_, ft.key_, ft.device_, ft.precision_)
+                   ft.from_cache_, ft.key_, ft.device_, ft.precision_, ft.resumed_from_)
 
 
 def _fold_features(ft: FineTuner, decoded: np.ndarray, ids: np.ndarray) -> np.ndarray:

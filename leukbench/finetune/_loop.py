@@ -74,10 +74,16 @@ class _EpochImages(AugmentedImages):
         return super().__getitem__(i)
 
 
-def _one_thread(_worker_id: int) -> None:
+def _worker_init(_worker_id: int) -> None:
+    """In an augmentation worker: one torch thread, and SIGTERM left to the parent (the command line
+    turns it into Ctrl-C and stops the workers itself; a worker killed first would make the
+    parent's DataLoader fail instead of keeping the finished epochs)."""
+    import signal
+
     import torch
 
     torch.set_num_threads(1)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _loader(data: TrainData, cfg, device: str):
@@ -88,7 +94,7 @@ def _loader(data: TrainData, cfg, device: str):
     workers = 0 if not cfg.augment else (1 if device == "cpu" else 4)
     loader = torch.utils.data.DataLoader(
         ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers, drop_last=len(ds) > cfg.batch_size,
-        persistent_workers=workers > 0, worker_init_fn=_one_thread if workers else None,
+        persistent_workers=workers > 0, worker_init_fn=_worker_init if workers else None,
         pin_memory=device.startswith("cuda"))
     return loader, sampler
 
@@ -230,6 +236,7 @@ def train(model, data: TrainData, cfg, pre, device: str, precision: str, ckpt=No
     bar = tqdm(total=len(loader) * cfg.batch_size if loader.drop_last else len(data.train), desc=desc,
                unit="img", disable=not progress, leave=False, dynamic_ncols=True)
     with torch.random.fork_rng(devices=[device] if device.startswith("cuda") else []):
+        _as_if_running(loader, sampler, prog["epoch"])
         for epoch in range(prog["epoch"], cfg.epochs):
             if _should_stop(prog, cfg) is not None:
                 break
@@ -256,6 +263,17 @@ def train(model, data: TrainData, cfg, pre, device: str, precision: str, ckpt=No
     _load_best(model, ckpt, prog)
     return TrainOutcome(_flag_best(prog["history"], prog["best_epoch"]), prog["best_epoch"], stopped,
                         prog["seconds"], resumed_from)
+
+
+def _as_if_running(loader, sampler, epoch: int) -> None:
+    """Before a resumed run's first epoch: make the loader's iterator now, as the uninterrupted run made it
+    in its first epoch. A loader draws its iterator's base seed from torch's global generator when it
+    makes one, and one with persistent workers makes it once; made in this epoch, after the epoch's
+    dropout seed, that draw would shift the epoch's dropout masks and the resumed run would learn
+    something else (a loader without workers makes one every epoch: nothing to do)."""
+    if epoch > 0 and loader.persistent_workers:
+        sampler.epoch = epoch
+        iter(loader)
 
 
 def _should_stop(prog: Dict[str, Any], cfg) -> Optional[str]:

@@ -36,21 +36,27 @@ END_TO_END = "end-to-end"
 #: The options of :func:`leukbench.train` that configure a fine-tuned network, and its config field of each.
 FINETUNE_OPTIONS = {"finetune_epochs": "epochs", "finetune_patience": "patience", "finetune_size": "size",
                     "finetune_freeze": "freeze", "finetune_max_minutes": "max_train_minutes"}
-#: Extraction options that also mean something to a fine-tuned network.
-_NETWORK_OPTIONS = ("weights", "device", "precision", "cache_dir", "num_workers")
+#: Extraction options that also mean something to a fine-tuned network (the image options are applied
+#: to the images it trains on and predicts, as the frozen features apply them).
+_NETWORK_OPTIONS = ("weights", "device", "precision", "cache_dir", "num_workers", "segment", "grayscale",
+                    "stain_norm")
 _SKIPPED = ["id", "path", "kind", "reason"]
 
 
 def is_finetuned(features) -> bool:
     """Whether ``features`` names a fine-tuned network (``finetuned:<backbone>``)."""
-    return isinstance(features, str) and features.strip().startswith("finetuned:")
+    from ..finetune import finetuned_backbone
+
+    return finetuned_backbone(features) is not None
 
 
 def network_tuner(features: str, classifier, *, seed: int, progress: bool, options: Dict[str, Any]):
     """The unfitted :class:`~leukbench.finetune.FineTuner` of ``features`` (checked now, before any work).
 
     ``options`` are :data:`FINETUNE_OPTIONS` and the extraction options a
-    network takes (``weights``, ``device``, ``precision``, ``cache_dir``, ``num_workers``).
+    network takes (``weights``, ``device``, ``precision``, ``cache_dir``, ``num_workers``, and the
+    image pre-processing ``segment``, ``grayscale``, ``stain_norm``); any other extraction option
+    (``tta``, ``layers``, ``pooling`` ...) is refused.
 
     Example
     -------
@@ -64,9 +70,9 @@ def network_tuner(features: str, classifier, *, seed: int, progress: bool, optio
     ...     print(str(exc).split(";")[0])
     classifier must be 'end-to-end' for a fine-tuned network (finetuned:efficientnet_lite0) (got 'SVC')
     """
-    from ..finetune import FineTuner
+    from ..finetune import FineTuner, finetuned_backbone
 
-    backbone = features.strip()[len("finetuned:"):]
+    backbone = finetuned_backbone(features) or ""
     if not backbone or any(c in backbone for c in ",+"):
         raise invalid("features", f"must name one fine-tuned network, finetuned:<backbone> (e.g. "
                                   f"finetuned:efficientnet_lite0), got {features!r}")
@@ -78,7 +84,7 @@ def network_tuner(features: str, classifier, *, seed: int, progress: bool, optio
     if unknown:
         raise invalid(unknown[0], f"is an extraction option; a fine-tuned network takes {', '.join(_NETWORK_OPTIONS)}")
     config = {FINETUNE_OPTIONS[k]: v for k, v in options.items() if k in FINETUNE_OPTIONS}
-    config.update({k: v for k, v in options.items() if k in ("device", "precision", "num_workers")})
+    config.update({k: v for k, v in options.items() if k in _NETWORK_OPTIONS and k not in ("weights", "cache_dir")})
     kw = {k: options[k] for k in ("weights", "cache_dir") if k in options}
     if kw.get("cache_dir") == "":  # the command line's "no folder given": the default cache
         kw["cache_dir"] = None
@@ -145,8 +151,8 @@ def fit_network(tuner, table: pd.DataFrame, *, positive_label: Optional[str] = N
     card: Dict[str, Any] = {
         "model": {"feature_set": ft.name, "classifier": END_TO_END, "seed": ft.config.seed, "params": "",
                   "pipeline": f"{ft.backbone} fine-tuned -> dropout {ft.config.dropout} -> linear"},
-        "features": [f"{ft.name} (the network's own input: {ft._pre.crop[0]} px, training started from weights "
-                     f"{ft.weights_id_})"],
+        "features": [f"{ft.name} (the network's own input: {ft._pre.crop[0]} px{_image_note(ft.config)}, training "
+                     f"started from weights {ft.weights_id_})"],
         "classes": classes, "positive_label": positive,
         "training_data": {"images": len(kept), "subjects": len({s for s in subjects if s}),
                           "classes": {c: int((y == c).sum()) for c in classes},
@@ -160,10 +166,21 @@ def fit_network(tuner, table: pd.DataFrame, *, positive_label: Optional[str] = N
                      "config": ft.config.key_fields(), "history": ft.history_},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    from ..finetune._config import IMAGE_OPTIONS, without_default_image_options
+
+    image_options = without_default_image_options({k: getattr(ft.config, k) for k in IMAGE_OPTIONS})
     extractor = {"name": ft.name, "config": {"kind": "finetuned", "backbone": ft.backbone, "weights": str(ft.weights),
-                                             "weights_id": ft.weights_id_, "size": int(ft._pre.crop[0])}}
+                                             "weights_id": ft.weights_id_, "size": int(ft._pre.crop[0]),
+                                             **image_options}}
     return Model(estimator=ft, feature_set=ft.name, classifier=END_TO_END, extractors=[extractor], feature_names=[],
                  classes=classes, positive_label=positive, card=card, kind="torch", trained_with=__version__)
+
+
+def _image_note(config) -> str:
+    """``", segmented, grayscale"``: the image options a network was trained with (``""``: none)."""
+    on = [w for w, yes in (("grayscale", config.grayscale), ("segmented", config.segment),
+                           (f"{config.stain_norm} stain normalisation", config.stain_norm != "none")) if yes]
+    return "".join(f", {w}" for w in on)
 
 
 def featureset_table(fs) -> pd.DataFrame:

@@ -287,7 +287,7 @@ def best_row(result, bundlable: bool = False) -> Dict[str, Any]:
 
     ok = result.table[result.table["Status"] == STATUS_OK]
     if bundlable:
-        ok = ok[~ok["Feature Set"].astype(str).str.startswith("finetuned:") | (ok["Model"] == END_TO_END)]
+        ok = ok[~ok["Feature Set"].map(is_finetuned).astype(bool) | (ok["Model"] == END_TO_END)]
     if ok.empty:
         what = "battery or end-to-end row" if bundlable else "row"
         raise EvaluationError(f"no {what} of the comparison finished (status ok), so there is no best row to save")

@@ -114,7 +114,14 @@ def as_feature_set_list(feature_sets) -> List[Any]:
 
 
 def fit_counts(result) -> Dict[str, int]:
-    """How many fits a comparison computed and how many came from the fold cache."""
+    """How many fits a comparison computed and how many came from the fold cache; with fine-tuned
+    networks, also how many fine-tunings (one per network and fold) it ran and how many came from
+    the checkpoint cache (``finetunings``, ``finetunings_trained``, ``finetunings_from_cache``)."""
     cached = int(getattr(result, "n_cached", 0) or 0)
     computed = int(getattr(result, "n_computed", 0) or 0)
-    return {"total": cached + computed, "from_fold_cache": cached, "computed": computed}
+    out = {"total": cached + computed, "from_fold_cache": cached, "computed": computed}
+    tuned = [bool(c) for p in ((getattr(result, "params", None) or {}).get("finetune") or {}).values()
+             for c in p.get("from_cache", [])]
+    if tuned:
+        out.update(finetunings=len(tuned), finetunings_trained=tuned.count(False), finetunings_from_cache=sum(tuned))
+    return out

@@ -266,7 +266,12 @@ def markdown_summary(result) -> str:
                  "Cross-validation: (not described)")
     lines.append(f"Leakage audit: {audit_oneline(getattr(result, 'audit', None))}")
     fits = fit_counts(result)
-    if fits["total"]:
-        lines.append(f"Fits: {fits['computed']} computed, {fits['from_fold_cache']} taken from the "
-                     f"fold cache ({fits['total']} in all)")
+    if fits["total"] or fits.get("finetunings"):
+        line = (f"Fits: {fits['computed']} computed, {fits['from_fold_cache']} taken from the "
+                f"fold cache ({fits['total']} in all)")
+        if fits.get("finetunings"):  # the end-to-end trainings: one network per fold
+            n = fits["finetunings"]
+            line += (f" + {n} fine-tuning{'s' if n != 1 else ''} ({fits['finetunings_trained']} trained, "
+                     f"{fits['finetunings_from_cache']} taken from the checkpoint cache)")
+        lines.append(line)
     return "\n".join(lines) + "\n"
