@@ -14,7 +14,10 @@ interval. The extraction cost per image is measured apart, on the first ``--cost
 and ``2 x --cost-images`` images with an empty cache (the difference over the difference in
 images, so neither the cache nor building the network counts). Each option's result is
 written to ``<out>/<option>.json`` as soon as it is done (an interrupted run keeps what it
-finished), and ``<out>/table.md`` is rebuilt from all of them.
+finished; the JSON records the command, the option's wall time and the load average), and
+``<out>/table.md`` is rebuilt from all of them **and from the rows of the table already there**
+that have no JSON (a fresh checkout has only the committed ``table.md``): each earlier row is kept
+with the command that measured it, so a run adds options instead of re-measuring the others.
 
 Options (``--options``; ``all`` for every one) are listed by ``--help``; the table below the
 command in ``benchmarks/README.md`` says what each measured.
@@ -55,6 +58,17 @@ OPTIONS = {
     "handcrafted+nucleus": dict(features="handcrafted+nucleus", what="handcrafted + nucleus"),
     "handcrafted-reinhard": dict(features="handcrafted", extract=dict(stain_norm="reinhard"),
                                  what="handcrafted, --stain-norm reinhard"),
+    "reinhard-dataset": dict(features="efficientnet_lite0",
+                             extract=dict(stain_norm="reinhard", stain_reference="dataset"),
+                             what="Lite0, --stain-norm reinhard --stain-reference dataset"),
+    "handcrafted-reinhard-dataset": dict(features="handcrafted",
+                                         extract=dict(stain_norm="reinhard", stain_reference="dataset"),
+                                         what="handcrafted, --stain-norm reinhard --stain-reference dataset"),
+    # the combinations: the best handcrafted row (handcrafted+nucleus) with the deep features
+    # concatenated, plain and with the best deep option measured (pca-whiten); see benchmarks/README.md
+    "combo": dict(features="handcrafted+nucleus+efficientnet_lite0", what="handcrafted + nucleus + Lite0"),
+    "combo-pca-whiten": dict(features="handcrafted+nucleus+efficientnet_lite0", compare=dict(reduce="pca-whiten:128"),
+                             what="handcrafted + nucleus + Lite0, --reduce pca-whiten:128"),
 }
 
 #: A battery that fits the time on 2 cores: the best rows of results/cnmc-subset/table.md for
@@ -156,30 +170,82 @@ def _run_cost(r: dict) -> str:
     return f"{1000 * r['extract_run_s'] / r['extracted_now']:.0f}"
 
 
+_HEAD = ("| option | what | columns | best row | balanced accuracy ± fold std [95 % CI] | Δ vs baseline "
+         "| extraction ms/image (apart) | ms/image (whole run) | wall s | load avg | run |")
+_COMMANDS = "Commands (the `run` column of the table names the one that measured each row):"
+
+
+def _cells(r: dict) -> list:
+    """The table cells of a measured option (its JSON), from ``option`` to ``ms/image (whole run)``."""
+    return [r["option"], r["what"], str(r["n_columns"]), r["best_model"],
+            f"{r['balanced_accuracy']:.3f} ± {r['balanced_accuracy_std']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
+            "", f"{1000 * r['cost_s_per_image']:.0f}", _run_cost(r)]
+
+
+def _earlier_rows(path: Path) -> dict:
+    """The rows of an existing ``table.md``, by option: ``{"cells", "wall", "load", "command"}``.
+
+    Both layouts are read: this one (a numbered command per row) and the first one (one
+    command above the table, no ``wall s`` / ``load avg`` / ``run`` columns).
+    """
+    if not path.exists():
+        return {}
+    text = path.read_text()
+    commands, rows = {}, {}
+    blocks = text.split("```")
+    if _COMMANDS in text:
+        for line in blocks[1].splitlines():
+            if line.startswith("[") and "] " in line:
+                commands[line[1:line.index("]")]] = line[line.index("] ") + 2:]
+    elif len(blocks) > 1:
+        commands["legacy"] = blocks[1].removeprefix("bash").strip().splitlines()[0]
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("| ") or cells[0] not in OPTIONS or len(cells) < 8:
+            continue
+        wall, load, run = (cells[8:11] if len(cells) >= 11 else ("—", "—", "legacy"))
+        rows[cells[0]] = {"cells": cells[:8], "wall": wall, "load": load, "command": commands.get(run, "")}
+    return rows
+
+
+def _balanced_accuracy(cell: str) -> float:
+    return float(cell.split()[0])
+
+
 def _table(out: Path, command: str) -> str:
-    rows = {}
+    """Rebuild ``<out>/table.md``: the options measured in ``<out>/*.json``, and the rows of the
+    earlier table that have no JSON here (each kept with the command that measured it)."""
+    rows = _earlier_rows(out / "table.md")
     for path in sorted(out.glob("*.json")):
         r = json.loads(path.read_text())
-        rows[r["option"]] = r
+        if r.get("option") in OPTIONS:
+            load = r.get("load_average")
+            rows[r["option"]] = {"cells": _cells(r), "wall": f"{r['wall_s']:.0f}" if "wall_s" in r else "—",
+                                 "load": f"{load[0]:.1f}" if load else "—", "command": r.get("command", command),
+                                 "json": r, "ba": r["balanced_accuracy"]}
     base = rows.get("baseline")
-    lines = ["| option | what | columns | best row | balanced accuracy ± fold std [95 % CI] | Δ vs baseline "
-             "| extraction ms/image (apart) | ms/image (whole run) |",
-             "|:---|:---|---:|:---|---:|---:|---:|---:|"]
+    commands: list = []
+    lines = [_HEAD, "|:---|:---|---:|:---|---:|---:|---:|---:|---:|---:|---:|"]
     for name in [n for n in OPTIONS if n in rows]:
-        r = rows[name]
-        delta = ("—" if base is None or name == "baseline"
-                 else f"{r['balanced_accuracy'] - base['balanced_accuracy']:+.3f}")
-        lines.append(f"| {name} | {r['what']} | {r['n_columns']} | {r['best_model']} | "
-                     f"{r['balanced_accuracy']:.3f} ± {r['balanced_accuracy_std']:.3f} "
-                     f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}] | {delta} | {1000 * r['cost_s_per_image']:.0f} | "
-                     f"{_run_cost(r)} |")
+        row = rows[name]
+        cells = list(row["cells"])
+        ba, base_ba = (row.get("ba", _balanced_accuracy(cells[4])),
+                       None if base is None else base.get("ba", _balanced_accuracy(base["cells"][4])))
+        cells[5] = "—" if base is None or name == "baseline" else f"{ba - base_ba:+.3f}"
+        if row["command"] not in commands:
+            commands.append(row["command"])
+        cells += [row["wall"], row["load"], str(commands.index(row["command"]) + 1)]
+        lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
-    first = next(iter(rows.values()), {})
-    header = (f"Feature ablation on `{Path(first.get('data', '')).name}`: subject-aware {first.get('cv')}-fold CV, "
-              f"seed {first.get('seed')}, the best row of {first.get('classifiers')} per option, its fold std and "
-              f"95 % subject-level bootstrap interval. Written by `benchmarks/bench_features.py` (see "
-              f"benchmarks/README.md#feature-ablation for the reading and the machine).\n\nCommand:\n\n```bash\n"
-              f"{command}\n```\n\n")
+    first = next((r["json"] for r in rows.values() if "json" in r), {})
+    header = (f"Feature ablation on `{Path(first.get('data', '')).name}`: subject-aware {first.get('cv')}-fold CV "
+              f"(stratified where the data has no subjects), seed {first.get('seed')}, the best row of "
+              f"{first.get('classifiers')} per option, its fold std and 95 % bootstrap interval (over subjects "
+              f"where there are any). Written by `benchmarks/bench_features.py` (see "
+              f"benchmarks/README.md#feature-ablation for the reading and the machine). `wall s`: the option's "
+              f"whole run (extraction, cost measurement, comparison); `load avg`: the 1-minute load average "
+              f"when it ended (a machine shared with other jobs).\n\n{_COMMANDS}\n\n```\n"
+              + "".join(f"[{i + 1}] {c}\n" for i, c in enumerate(commands)) + "```\n\n")
     missing = [n for n in OPTIONS if n not in rows]
     if missing:
         text += f"\nNot measured in this folder: {', '.join(missing)}.\n"
@@ -227,7 +293,8 @@ def main(argv=None) -> int:
             continue
         t0 = time.perf_counter()
         r = _run_option(name, args.data, args)
-        r.update(data=str(args.data), classifiers=args.classifiers, cv=args.cv, seed=args.seed,
+        r.update(data=str(args.data), classifiers=args.classifiers, cv=args.cv, seed=args.seed, command=command,
+                 wall_s=round(time.perf_counter() - t0, 1), load_average=[round(v, 2) for v in os.getloadavg()],
                  machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
         path.write_text(json.dumps(r, indent=1))
         print(f"{name}: best {r['best_model']} {r['balanced_accuracy']:.3f} ± {r['balanced_accuracy_std']:.3f} "

@@ -16,6 +16,12 @@ Only *stained* pixels take part (:func:`stained_mask`): the black background of 
 and a white smear background keep their colour. The references are fixed numbers, recorded
 in the cache key of every extractor that uses them (:func:`stain_key`).
 
+The Reinhard reference can also come from the data (``stain_reference``, :func:`resolve_reference`):
+``"fixed"`` (the default, :data:`REINHARD_REFERENCE`), ``"dataset"`` (the same statistics over a
+seeded subsample of the dataset's own images, :func:`dataset_reference`: label-free, but test-fold
+images are among them) or the path of one image. The resolved numbers, with where they came
+from, are what the cache key records.
+
 Example
 -------
 >>> import numpy as np
@@ -35,8 +41,9 @@ import numpy as np
 
 from ._validation import invalid
 
-__all__ = ["MACENKO_REFERENCE", "REINHARD_REFERENCE", "STAIN_METHODS", "lab_stats", "macenko",
-           "normalize_stain", "reinhard", "stain_key", "stained_mask"]
+__all__ = ["DATASET_REFERENCE_IMAGES", "MACENKO_REFERENCE", "REINHARD_REFERENCE", "STAIN_METHODS",
+           "STAIN_REFERENCES", "dataset_reference", "lab_stats", "macenko", "normalize_stain", "reinhard",
+           "reinhard_reference", "resolve_reference", "stain_key", "stain_label", "stained_mask"]
 
 #: The accepted values of ``stain_norm``.
 STAIN_METHODS = ("none", "reinhard", "macenko")
@@ -45,6 +52,13 @@ STAIN_METHODS = ("none", "reinhard", "macenko")
 #: (L, a, b), the medians over the 159 cells of the bundled C-NMC sample, rounded (C-NMC cells
 #: are dark: L about 18 of 100).
 REINHARD_REFERENCE = {"mean": (18.3, 27.9, -22.8), "std": (4.0, 2.6, 3.1)}
+
+#: The named values of ``stain_reference`` (any other value is the path of one image).
+STAIN_REFERENCES = ("fixed", "dataset")
+
+#: ``stain_reference="dataset"``: at most this many images (a seeded subsample), seed 0.
+DATASET_REFERENCE_IMAGES = 256
+_DATASET_REFERENCE_SEED = 0
 
 #: Macenko reference: the two stain vectors (optical density, one per column: haematoxylin-like,
 #: eosin-like) and the 99th percentiles of their concentrations; the values of Macenko's method
@@ -187,8 +201,11 @@ def _check_method(method: str) -> str:
     return method
 
 
-def normalize_stain(rgb: np.ndarray, method: str = "none") -> np.ndarray:
+def normalize_stain(rgb: np.ndarray, method: str = "none", reference=None) -> np.ndarray:
     """``rgb`` normalised by ``method`` (one of :data:`STAIN_METHODS`); ``"none"`` returns it as it is.
+
+    ``reference`` (Reinhard only) is a dict from :func:`resolve_reference`; ``None`` is
+    :data:`REINHARD_REFERENCE`.
 
     Raises
     ------
@@ -197,24 +214,134 @@ def normalize_stain(rgb: np.ndarray, method: str = "none") -> np.ndarray:
     """
     if _check_method(method) == "none":
         return rgb
-    return reinhard(rgb) if method == "reinhard" else macenko(rgb)
+    return reinhard(rgb, reference) if method == "reinhard" else macenko(rgb)
 
 
-def stain_key(method: str) -> str:
+def stain_key(method: str, reference=None) -> str:
     """What the cache key records of ``method``: its name and reference values.
+
+    ``reference`` is a Reinhard reference from :func:`resolve_reference` (``None``: the
+    fixed one, whose key is unchanged); its ``source`` is recorded in brackets.
 
     Example
     -------
     >>> stain_key("reinhard")
     'reinhard:mean=18.3,27.9,-22.8;std=4.0,2.6,3.1'
+    >>> stain_key("reinhard", {"mean": (20.0, 25.0, -20.0), "std": (4.0, 3.0, 3.0), "source": "dataset"})
+    'reinhard[dataset]:mean=20.0,25.0,-20.0;std=4.0,3.0,3.0'
     """
     _check_method(method)
+    if reference is not None and method != "reinhard":
+        raise invalid("stain_reference", f"applies to stain_norm='reinhard' only (got stain_norm={method!r})")
     if method == "reinhard":
-        ref = REINHARD_REFERENCE
-        return (f"reinhard:mean={','.join(str(v) for v in ref['mean'])};"
+        ref = REINHARD_REFERENCE if reference is None else reference
+        source = f"[{ref['source']}]" if ref.get("source") else ""
+        return (f"reinhard{source}:mean={','.join(str(v) for v in ref['mean'])};"
                 f"std={','.join(str(v) for v in ref['std'])}")
     if method == "macenko":
         ref = MACENKO_REFERENCE
         stains = ",".join(str(v) for row in ref["stains"] for v in row)
         return f"macenko:stains={stains};max={','.join(str(v) for v in ref['max_concentrations'])}"
     return "none"
+
+
+def stain_label(method: str, reference=None) -> str:
+    """How an extractor's summary line names the normalisation.
+
+    Example
+    -------
+    >>> stain_label("reinhard", {"mean": (1, 2, 3), "std": (1, 1, 1), "source": "dataset(256/1936)"})
+    'reinhard stain normalisation (reference: dataset(256/1936))'
+    """
+    tail = f" (reference: {reference['source']})" if reference is not None and reference.get("source") else ""
+    return f"{method} stain normalisation{tail}"
+
+
+def reinhard_reference(images, source: str = "") -> dict:
+    """A Reinhard reference from ``images`` (RGB ``uint8`` arrays), defined as the fixed one is:
+    the median over the images of each one's stained-pixel Lab mean and std, rounded to 2 decimals.
+
+    Example
+    -------
+    >>> ref = reinhard_reference([np.full((8, 8, 3), (150, 90, 160), np.uint8)] * 3, "demo")
+    >>> ref["source"], len(ref["mean"]), ref["std"]
+    ('demo', 3, (0.0, 0.0, 0.0))
+    """
+    stats = []
+    for rgb in images:
+        mask = stained_mask(_check_rgb(rgb))
+        if mask.sum() >= 2:  # as reinhard(): an image with no stain is left out
+            stats.append(lab_stats(rgb, mask))
+    if not stats:
+        raise invalid("stain_reference", "found no stained pixels in the images to take a reference from")
+    mean = np.median([m for m, _ in stats], axis=0)
+    std = np.median([s for _, s in stats], axis=0)
+    return {"mean": tuple(round(float(v), 2) for v in mean), "std": tuple(round(float(v), 2) for v in std),
+            "source": source}
+
+
+def dataset_reference(paths, n_images: int = DATASET_REFERENCE_IMAGES) -> dict:
+    """:func:`reinhard_reference` of a seeded subsample (at most ``n_images``) of the images ``paths``.
+
+    Label-free: only pixels are read, but every image of the dataset (test folds too) can be in
+    the subsample. The subsample does not depend on the order of ``paths`` (it is drawn from
+    them sorted, seed 0); its size is recorded in the ``source`` (``dataset(256/1936)``).
+
+    Example
+    -------
+    >>> from leukbench import datasets
+    >>> ref = dataset_reference(datasets.discover(datasets.sample_root())["path"], 16)  # doctest: +SKIP
+    >>> ref["source"]  # doctest: +SKIP
+    'dataset(16/159)'
+    """
+    from .images import load_image
+
+    paths = sorted(str(p) for p in paths)
+    if not paths:
+        raise invalid("stain_reference", "'dataset' needs images, and the dataset has none")
+    take = np.random.default_rng(_DATASET_REFERENCE_SEED).permutation(len(paths))[:n_images]
+    chosen = [paths[i] for i in sorted(take)]
+    return reinhard_reference((load_image(p) for p in chosen), f"dataset({len(chosen)}/{len(paths)})")
+
+
+def resolve_reference(stain_reference: str, stain_norm: str, paths=()) -> Optional[dict]:
+    """The Reinhard reference ``stain_reference`` names: ``None`` for ``"fixed"`` (the default),
+    :func:`dataset_reference` of ``paths`` for ``"dataset"``, or :func:`reinhard_reference`
+    of the one image at a path.
+
+    Raises
+    ------
+    InvalidParameterError
+        For a value other than those (or an unreadable image), or a reference other than
+        ``"fixed"`` with ``stain_norm`` other than ``"reinhard"``.
+
+    Example
+    -------
+    >>> resolve_reference("fixed", "reinhard") is None
+    True
+    """
+    from pathlib import Path
+
+    from .exceptions import ImageReadError
+
+    if not isinstance(stain_reference, (str, Path)) or not str(stain_reference):
+        raise invalid("stain_reference",
+                      f"must be 'fixed', 'dataset' or the path of an image (got {stain_reference!r})")
+    _check_method(stain_norm)
+    if str(stain_reference) == "fixed":
+        return None
+    if stain_norm != "reinhard":
+        raise invalid("stain_reference", f"applies to stain_norm='reinhard' only (got stain_norm={stain_norm!r})")
+    if str(stain_reference) == "dataset":
+        return dataset_reference(paths)
+    path = Path(stain_reference)
+    if not path.is_file():
+        raise invalid("stain_reference", f"must be 'fixed', 'dataset' or the path of an image file "
+                                         f"({str(path)!r} is none)")
+    from .images import load_image
+
+    try:
+        rgb = load_image(path)
+    except ImageReadError as exc:
+        raise invalid("stain_reference", f"could not read the image {path}: {exc}") from None
+    return reinhard_reference([rgb], f"image {path.name}")

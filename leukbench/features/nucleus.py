@@ -221,6 +221,8 @@ class NucleusExtractor(Extractor):
         (grayscale images have no stain to separate: the columns are then of little use).
     stain_norm : {"none", "reinhard", "macenko"}
         Colour normalisation of the working copy after the cell is located.
+    stain_reference : dict, optional
+        The Reinhard reference (:func:`leukbench.stain.resolve_reference`); ``None`` is the fixed one.
 
     Example
     -------
@@ -231,16 +233,17 @@ class NucleusExtractor(Extractor):
 
     batch_size = 64
 
-    def __init__(self, *, segment: bool = False, grayscale: bool = False, stain_norm: str = "none"):
+    def __init__(self, *, segment: bool = False, grayscale: bool = False, stain_norm: str = "none",
+                 stain_reference=None):
         from ..stain import stain_key
 
-        self.stain_norm = stain_norm
+        self.stain_norm, self.stain_reference = stain_norm, stain_reference
         options = [("glcm", f"levels={GLCM_LEVELS},d={list(GLCM_DISTANCES)}"), ("implementation", IMPLEMENTATION),
                    ("lbp", f"P={LBP_POINTS},R={LBP_RADIUS},uniform"),
                    ("nucleus", f"rgb2hed[{NUCLEUS_CHANNEL}]-gauss{NUCLEUS_SIGMA:g}-rim{RIM}-otsu"),
                    ("work_size", WORK_SIZE)]
         if stain_norm != "none":
-            options.append(("stain_norm", stain_key(stain_norm)))
+            options.append(("stain_norm", stain_key(stain_norm, stain_reference)))
         self.config = ExtractorConfig(name="nucleus", kind="handcrafted", weights="none", weights_id="handcrafted",
                                       input_size=0, segment=bool(segment), grayscale=bool(grayscale),
                                       options=tuple(sorted(options)))
@@ -250,9 +253,11 @@ class NucleusExtractor(Extractor):
         return list(NUCLEUS_NAMES)
 
     def describe(self) -> str:
+        from ..stain import stain_label
+
         c = self.config
         extra = [e for e, on in (("segmented", c.segment), ("grayscale", c.grayscale),
-                                 (f"{self.stain_norm} stain normalisation", self.stain_norm != "none")) if on]
+                                 (stain_label(self.stain_norm, self.stain_reference), self.stain_norm != "none")) if on]
         tail = f", {', '.join(extra)}" if extra else ""
         return f"nucleus ({len(NUCLEUS_NAMES)} columns; handcrafted — no learned weights{tail})"
 
@@ -261,7 +266,7 @@ class NucleusExtractor(Extractor):
 
         rgb = _working_copy(np.asarray(image))
         cell, found = _cell_mask(rgb)
-        rgb = normalize_stain(rgb, self.stain_norm)
+        rgb = normalize_stain(rgb, self.stain_norm, self.stain_reference)
         return {"features": nucleus_features(rgb, cell), "segmentation_fallback": not found}
 
     def segmentation_fallback(self, item: Any) -> bool:
@@ -274,11 +279,11 @@ class NucleusExtractor(Extractor):
 
 
 #: The options of the ``nucleus`` factory.
-NUCLEUS_OPTIONS = ("segment", "grayscale", "stain_norm")
+NUCLEUS_OPTIONS = ("segment", "grayscale", "stain_norm", "stain_reference")
 
 
 def create_nucleus(**options) -> NucleusExtractor:
-    """Create the ``nucleus`` extractor (options: segment, grayscale, stain_norm)."""
+    """Create the ``nucleus`` extractor (options: segment, grayscale, stain_norm, stain_reference)."""
     check_options("nucleus", options, NUCLEUS_OPTIONS)
     return NucleusExtractor(**options)
 
