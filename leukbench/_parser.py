@@ -62,6 +62,7 @@ def _add_data_options(p: argparse.ArgumentParser, defaults: Dict[str, Any]) -> N
     from .datasets import LAYOUTS
     from .extraction import DEFAULT_FEATURES
     from .features.deep import POOLINGS, PRECISIONS, TTA_MODES
+    from .features.deep._decode import DECODERS
     from .stain import STAIN_METHODS
 
     p.add_argument("data", nargs="?", default=defaults["data"],
@@ -85,6 +86,10 @@ def _add_data_options(p: argparse.ArgumentParser, defaults: Dict[str, Any]) -> N
                    help="arithmetic of the deep backbones: auto (float16 autocast on CUDA, float32 "
                         "elsewhere) | float32 | float16 (CUDA) | bfloat16 (autocast; fast on CPUs with "
                         "AVX-512 BF16 or AMX). Autocast features are cached apart (default: %(default)s)")
+    p.add_argument("--decode", default=defaults["decode"], choices=DECODERS,
+                   help="where the deep backbones' JPEGs are decoded and resized: cpu (PIL in the workers) | gpu "
+                        "(torchvision on the device: nvJPEG on CUDA; own cache key) | auto (gpu on CUDA, else cpu) "
+                        "(default: %(default)s)")
     p.add_argument("--tta", default=defaults["tta"], choices=TTA_MODES,
                    help="deep features averaged over the image and its mirror image (flip) or the 8 symmetries "
                         "of the square (d4: 8x the network work) (default: %(default)s)")
@@ -96,8 +101,12 @@ def _add_data_options(p: argparse.ArgumentParser, defaults: Dict[str, Any]) -> N
     p.add_argument("--stain-norm", default=defaults["stain_norm"], choices=STAIN_METHODS,
                    help="colour normalisation before deep and handcrafted features: none | reinhard | macenko "
                         "(default: %(default)s)")
+    p.add_argument("--stain-reference", default=defaults["stain_reference"], metavar="REF",
+                   help="the Reinhard reference: fixed (numbers from the bundled C-NMC sample) | dataset (the same "
+                        "statistics over a seeded subsample of 256 of the dataset's own images, labels unused) | the "
+                        "path of one image; recorded in the cache key (default: %(default)s)")
     p.add_argument("--batch-size", type=_count(1), default=defaults["batch_size"], metavar="N",
-                   help="images per network batch (deep backbones; default: 16 on the CPU, 32 on a GPU)")
+                   help="images per network batch (deep backbones; default: 16 on the CPU, 256 on CUDA)")
     p.add_argument("--num-workers", type=_count(0), default=defaults["num_workers"], metavar="N",
                    help="decoding workers: threads between the batches of a network on the CPU, "
                         "processes beside a GPU or for handcrafted features (default: by core count)")
@@ -158,7 +167,8 @@ def _add_compare_options(p: argparse.ArgumentParser, defaults: Dict[str, Any]) -
                    help="repeated CV (default: %(default)s)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (default: %(default)s)")
     p.add_argument("--n-jobs", type=_n_jobs, default=defaults["n_jobs"], metavar="N",
-                   help="parallel fits (default: %(default)s; -1 all cores)")
+                   help="parallel fits: -1 all usable cores, -2 all but one, 1 one at a time (default: %(default)s); "
+                        "each fit runs on one thread, so the table does not depend on it")
     p.add_argument("--timeout", type=float, default=defaults["timeout"], metavar="S",
                    help="stop any single fit after S seconds (recorded as timeout)")
     p.add_argument("--sort", default=DEFAULT_SORT, metavar="METRIC", help="table order (default: '%(default)s')")

@@ -58,10 +58,12 @@ def _extract(args, data=None):
         grayscale=args.grayscale,
         device=args.device,
         precision=args.precision,
+        decode=args.decode,
         tta=args.tta,
         layers=args.layers,
         pooling=args.pooling,
         stain_norm=args.stain_norm,
+        stain_reference=args.stain_reference,
         batch_size=args.batch_size,
         num_workers=args.num_workers,
         cache_dir=args.cache_dir,
@@ -98,17 +100,24 @@ def cmd_extract(args) -> int:
 
 
 def _split_finetuned(features: str):
-    """``--features``: the backbones named ``finetuned:<backbone>``, and the rest to extract."""
-    from .exceptions import InvalidParameterError
+    """``--features``: the backbones named ``finetuned:<backbone>``, and the rest to extract (may be empty)."""
+    from .finetune import finetuned_backbone
 
     items = [f.strip() for f in str(features).split(",") if f.strip()]
-    tuned = [f[len("finetuned:"):] for f in items if f.startswith("finetuned:")]
-    rest = [f for f in items if not f.startswith("finetuned:")]
-    if tuned and not rest:
-        raise InvalidParameterError(
-            "--features needs a feature set besides finetuned:<backbone>, whose images the networks are "
-            "trained on (e.g. --features efficientnet_lite0,finetuned:efficientnet_lite0)", parameter="features")
-    return tuned, ",".join(rest)
+    tuned = [finetuned_backbone(f) for f in items if finetuned_backbone(f) is not None]
+    return tuned, ",".join(f for f in items if finetuned_backbone(f) is None)
+
+
+def _image_options(args) -> dict:
+    """The image pre-processing of the frozen features, applied to the fine-tuned networks' images too."""
+    from .exceptions import InvalidParameterError
+
+    reference = getattr(args, "stain_reference", "fixed")
+    if reference not in (None, "fixed"):
+        raise InvalidParameterError(f"--stain-reference {reference} is not supported with finetuned:<backbone> "
+                                    "(the networks normalise with the fixed reference); drop it or the fine-tuned "
+                                    "network", parameter="stain_reference")
+    return {"segment": args.segment, "grayscale": args.grayscale, "stain_norm": args.stain_norm}
 
 
 def cmd_compare(args) -> int:
@@ -132,7 +141,13 @@ def cmd_compare(args) -> int:
     dataset_options = dict(split=args.split, positive_label=args.positive_label, source=data)
     classes = check_dataset(table, **dataset_options)
     finetune, args.features = _split_finetuned(args.features)
-    sets = list(_extract(args, table).values())
+    image_options = _image_options(args) if finetune else {}
+    if args.features:
+        sets = list(_extract(args, table).values())
+    else:  # finetuned:<backbone> alone: the images, no feature extracted
+        from .finetune._images import image_set
+
+        sets = [image_set(table, num_workers=args.num_workers, progress=not args.quiet)]
     check_dataset(sets, classes=classes, **dataset_options)  # no class lost to unreadable images
     result = compare(
         sets,
@@ -158,7 +173,8 @@ def cmd_compare(args) -> int:
         finetune_size=args.finetune_size,
         finetune_freeze=args.finetune_freeze,
         finetune_max_minutes=args.finetune_max_minutes,
-        finetune_options={"weights": args.weights, "device": args.device, "precision": args.precision},
+        finetune_options={"weights": args.weights, "device": args.device, "precision": args.precision,
+                          **image_options},
         reduce=args.reduce,
         normalize=args.normalize,
         cache_dir=args.cache_dir or None,  # None: the default cache folder
@@ -189,19 +205,21 @@ def cmd_train(args) -> int:
     """``leukbench train``: one feature set and classifier fitted on all labelled images, as a model bundle."""
     from . import datasets
     from .models import check_train, fit_model
+    from .models.finetuned import is_finetuned
 
     check_train(args.features, args.classifier)
     data = args.data if args.data is not None else datasets.sample_root()
     out = Path(args.out) if args.out else Path("leukbench-models") / (
         f"{Path(data).name or 'data'}-{time.strftime('%Y%m%d-%H%M%S')}")
     _check_model_target(out, "--out")
-    if args.features.strip().startswith("finetuned:"):  # a fine-tuned network: the images, no extraction
+    if is_finetuned(args.features):  # a fine-tuned network: the images, no extraction
         from ._parser import _library_defaults
         from .models import train
 
         defaults = _library_defaults()  # an extraction option given is refused by train, not ignored
-        given = {k: getattr(args, k) for k in ("segment", "grayscale", "tta", "layers", "pooling", "stain_norm",
-                                               "max_per_subject", "max_per_class", "fraction", "chunk_size")
+        given = {k: getattr(args, k) for k in ("segment", "grayscale", "decode", "tta", "layers", "pooling",
+                                               "stain_norm", "stain_reference", "max_per_subject", "max_per_class",
+                                               "fraction", "chunk_size")
                  if k in defaults and getattr(args, k) != defaults[k]}
         model = train(data, args.features, args.classifier, seed=args.seed, positive_label=args.positive_label,
                       progress=not args.quiet, finetune_epochs=args.finetune_epochs,

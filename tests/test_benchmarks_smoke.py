@@ -88,20 +88,35 @@ def test_bench_extraction(jpeg_folder, tmp_path, capsys):
 
 
 def test_bench_gpu_cpu_fallback(jpeg_folder, tmp_path, capsys):
-    rc = load("bench_gpu").main(["--data", str(jpeg_folder), "--skip-leukbench", "--out", str(tmp_path / "g.json")])
+    """The CPU smoke run: the model ceiling and leukbench --decode gpu (torchvision's CPU decoder)."""
+    rc = load("bench_gpu").main(["--data", str(jpeg_folder), "--smoke", "--out", str(tmp_path / "g.json")])
     assert rc == 0
     res = json.loads((tmp_path / "g.json").read_text())
-    if "smoke" in res["device"]:
-        assert "No CUDA device" in capsys.readouterr().out
-    assert res["gpu_decode_images_per_second"] > 0 and res["model_images_per_second"] > 0
+    out = capsys.readouterr().out
+    assert "No CUDA device" in out and "VERDICT: none" in out and res["verdict"].startswith("VERDICT: none")
+    assert "smoke" in res["environment"]["gpu"] and res["command"].startswith("python benchmarks/bench_gpu.py")
+    lite0 = res["results"]["efficientnet_lite0"]
+    assert lite0["model"]["images_per_second"] > 0
+    assert lite0["leukbench-gpu"]["images"] == 4 and lite0["leukbench-gpu"]["images_per_second"] > 0
+    assert "JPEGs decoded by torchvision" in res["descriptions"]["efficientnet_lite0/gpu"]
+    verdict = load("bench_gpu").verdict
+    rows = {"model": {"images_per_second": 6000.0}, "leukbench-gpu": {"images_per_second": 5100.0}}
+    assert verdict({"resnet50": rows}, True).startswith("VERDICT: MET")
+    rows["leukbench-gpu"]["images_per_second"] = 4500.0  # 0.75 of the ceiling and under 5,000
+    assert verdict({"resnet50": rows}, True).startswith("VERDICT: NOT MET")
 
 
 @pytest.mark.slow
-def test_bench_gpu_with_leukbench(jpeg_folder, tmp_path):
-    rc = load("bench_gpu").main(["--data", str(jpeg_folder), "--out", str(tmp_path / "g.json")])
+def test_bench_gpu_every_variant(jpeg_folder, tmp_path):
+    bench = load("bench_gpu")
+    variants = ",".join(v for v in bench.VARIANTS)
+    rc = bench.main(["--data", str(jpeg_folder), "--bmp-data", str(jpeg_folder), "--smoke",
+                     "--plan", f"efficientnet_lite0:{variants}", "--out", str(tmp_path / "g.json")])
     assert rc == 0
-    res = json.loads((tmp_path / "g.json").read_text())
-    assert res["leukbench_images_per_second"] > 0
+    rows = json.loads((tmp_path / "g.json").read_text())["results"]["efficientnet_lite0"]
+    assert set(rows) == set(bench.VARIANTS)
+    for name, row in rows.items():
+        assert row.get("images_per_second", 0) > 0, (name, row)
 
 
 @pytest.mark.slow

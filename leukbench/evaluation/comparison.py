@@ -20,6 +20,7 @@ from ..schema import DEFAULT_SEED, DEFAULT_SORT, default_positive_label
 from .finetuned import add_finetuned
 from .fits import FitOutcome, PreparedSet, Task, error_text
 from .fold_cache import FoldCache, digest, estimator_signature, task_key
+from .matrix_files import shared_matrices
 from .options import check_dataset, check_options, labelled_sets, resolve_n_jobs
 from .result import ComparisonResult
 from .splits import Split, audit_sentence, cv_groups, plan_splits
@@ -37,7 +38,7 @@ __all__ = ["compare"]
 def compare(feature_sets, *, classifiers: Union[str, Sequence[str], None] = None, battery: str = "default",
             cv: int = 5, repeats: int = 1, split: str = "cv", seed: int = DEFAULT_SEED,
             sort: str = DEFAULT_SORT, positive_label: Optional[str] = None, timeout: Optional[float] = None,
-            n_jobs: int = 1, audit: bool = True, merge_duplicates: bool = True, cache_dir=None,
+            n_jobs: int = -1, audit: bool = True, merge_duplicates: bool = True, cache_dir=None,
             progress: bool = True, alpha: float = DEFAULT_ALPHA, n_bootstrap: int = DEFAULT_RESAMPLES,
             tune: bool = False, tune_trials: int = 20, tune_budget: Optional[float] = None,
             finetune=None, finetune_epochs: int = FineTuneConfig.epochs,
@@ -75,7 +76,9 @@ def compare(feature_sets, *, classifiers: Union[str, Sequence[str], None] = None
         it every task runs in a (reused) worker process, without it in this
         process (``n_jobs=1``) or through joblib.
     n_jobs : int
-        Tasks run in parallel (``-1``: all cores); 0 is an error.
+        Tasks run in parallel: ``-1`` (the default) all the cores this process may use,
+        ``-2`` all but one, 1 none; 0 is an error. Each fit runs on one thread wherever it
+        runs, so the results do not depend on ``n_jobs``.
     audit, merge_duplicates : bool
         Run the leakage audit; merge the subjects of flagged images into one
         cross-validation group.
@@ -149,6 +152,11 @@ def compare(feature_sets, *, classifiers: Union[str, Sequence[str], None] = None
     tuners = _finetuners(finetune, finetune_options, seed=seed, cache_dir=cache_dir, progress=progress,
                          epochs=finetune_epochs, patience=finetune_patience, size=finetune_size,
                          freeze=finetune_freeze, max_train_minutes=finetune_max_minutes)
+    if not tuners and all(fs.X.shape[1] == 0 for fs in sets):
+        from ..exceptions import InvalidParameterError
+
+        raise InvalidParameterError("feature_sets hold no feature column (the images alone): name a fine-tuned "
+                                    "network (finetune=) or pass extracted features", parameter="feature_sets")
     plans = _ImageSetPlans.make(sets, split=split, cv=cv, repeats=repeats, seed=seed, audit=audit,
                                 merge_duplicates=merge_duplicates)
     encoding = {c: i for i, c in enumerate(classes)}
@@ -299,15 +307,17 @@ def _build_tasks(prepared: Sequence[PreparedSet], set_splits: Sequence[List[Spli
     A classifier whose factory raises fails its own tasks (returned as
     outcomes) and leaves the others alone.
     """
-    from ..classifiers import BATTERY_VERSION
+    from ..classifiers import classifier_version
 
     tasks: List[Task] = []
     outcomes: Dict[int, FitOutcome] = {}
     for si, data in enumerate(prepared):
+        if data.X.shape[1] == 0:  # the images alone (finetune._images.image_set): fine-tuned rows only
+            continue
         for name in names:
             signature, build_error = _signature_or_failure(name, seed)
             for sp in set_splits[si]:
-                key = task_key(data.digest, name, signature, BATTERY_VERSION, seed, n_classes, sp)
+                key = task_key(data.digest, name, signature, classifier_version(name), seed, n_classes, sp)
                 tasks.append(Task(len(tasks), si, name, sp, key))
                 if build_error is not None:
                     outcomes[tasks[-1].index] = build_error
@@ -332,7 +342,7 @@ class _TunedTasks:
         Each search is planned from the outer training rows alone (their labels and groups); a
         classifier whose factory raises, or a split that allows no inner folds, fails its own task.
         """
-        from ..classifiers import BATTERY_VERSION, search_space
+        from ..classifiers import classifier_version, search_space
         from ..exceptions import LeukbenchError
         from .tuning import TuningSettings, plan_fit, tuned_name, tuning_notes
 
@@ -351,7 +361,7 @@ class _TunedTasks:
                     except LeukbenchError as exc:  # no inner folds possible, a malformed space
                         error = error or FitOutcome.failed(error_text(exc))
                     key = task_key(data.digest, tuned_name(name), signature + (fit.key_part() if fit else ""),
-                                   BATTERY_VERSION, seed, n_classes, sp)
+                                   classifier_version(name), seed, n_classes, sp)
                     mine.append(Task(len(tasks), si, tuned_name(name), sp, key, tuning=fit))
                     tasks.append(mine[-1])
                     if error is not None:
@@ -383,15 +393,15 @@ def _run_tasks(tasks: Sequence[Task], outcomes: Dict[int, FitOutcome], prepared:
 
     from ..classifiers import COST_HINTS, make_classifier
 
-    todo = []
+    todo, n_cached = [], 0  # fine-tunings (end-to-end outcomes, given) are counted apart (params["finetune"])
     for task in tasks:
         if task.index not in outcomes:
             hit = fold_cache.get(task.key)
             if hit is not None:
                 outcomes[task.index] = hit
+                n_cached += 1
             else:
                 todo.append(task)
-    n_cached = sum(1 for outcome in outcomes.values() if outcome.cached)
     for task in todo:  # built here so that classifiers registered at run time also work in workers
         task.estimator = make_classifier(task.classifier, seed) if task.tuning is None else task.tuning.build(seed)
     bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc="compare", unit="fit",
@@ -412,10 +422,13 @@ def _run_tasks(tasks: Sequence[Task], outcomes: Dict[int, FitOutcome], prepared:
             from .dask_tasks import run_on_cluster
 
             run_on_cluster(jobs, prepared, n_classes, timeout, on_done, client)
-        elif timeout:
-            run_killable(jobs, prepared, n_jobs, n_classes, float(timeout), on_done)
-        else:
-            run_in_process(jobs, prepared, n_jobs, n_classes, on_done)
+        else:  # worker processes share each large matrix as one memory-mapped file
+            separate = bool(timeout) or (n_jobs > 1 and len(jobs) > 1)
+            with shared_matrices(prepared, {t.set_index for t in jobs} if separate else ()) as data:
+                if timeout:
+                    run_killable(jobs, data, n_jobs, n_classes, float(timeout), on_done)
+                else:
+                    run_in_process(jobs, data, n_jobs, n_classes, on_done)
     finally:
         bar.close()
     return n_cached, len(todo)

@@ -16,6 +16,7 @@ from ..exceptions import ExtractionError
 from ..features.base import Extractor, create_extractor, extractor_options
 from ..featureset import FeatureSet
 from ..schema import DEFAULT_SEED, SKIPPED_COLUMNS
+from ..stain import resolve_reference
 from ._copy import copy_columns
 from ._run import run_extractor
 from ._spec import DEFAULT_FEATURES, parse_feature_spec
@@ -159,10 +160,12 @@ def extract_all(
     grayscale: bool = False,
     device: str = "auto",
     precision: str = "auto",
+    decode: str = "auto",
     tta: str = "none",
     layers: str = "last",
     pooling: str = "avg",
     stain_norm: str = "none",
+    stain_reference: str = "fixed",
     batch_size: Optional[int] = None,
     num_workers: Optional[int] = None,
     cache_dir=None,
@@ -214,9 +217,13 @@ def extract_all(
     table = datasets.subsample(table, **reduce, seed=subsample_seed)  # the cache is per image: shared
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     sets = parse_feature_spec(features)
-    extractors = _create_extractors(sets, dict(weights=weights, segment=segment, grayscale=grayscale,
-                                               device=device, precision=precision, batch_size=batch_size,
-                                               tta=tta, layers=layers, pooling=pooling, stain_norm=stain_norm))
+    settings = dict(weights=weights, segment=segment, grayscale=grayscale, device=device, precision=precision,
+                    decode=decode, batch_size=batch_size, tta=tta, layers=layers, pooling=pooling,
+                    stain_norm=stain_norm)
+    reference = resolve_reference(stain_reference, stain_norm, table["path"])  # None: the fixed one
+    if reference is not None:
+        settings["stain_reference"] = reference
+    extractors = _create_extractors(sets, settings)
     # one cache object per extractor and one stat of every file, shared by the
     # extraction and the assembly of the feature sets (the index is read once)
     caches = {n: FeatureCache(cache_dir, root, ex.config, ex.feature_names) for n, ex in extractors.items()}
@@ -249,10 +256,12 @@ def extract(
     grayscale: bool = False,
     device: str = "auto",
     precision: str = "auto",
+    decode: str = "auto",
     tta: str = "none",
     layers: str = "last",
     pooling: str = "avg",
     stain_norm: str = "none",
+    stain_reference: str = "fixed",
     batch_size: Optional[int] = None,
     num_workers: Optional[int] = None,
     cache_dir=None,
@@ -294,6 +303,11 @@ def extract(
         Arithmetic of the deep backbones (see
         :class:`leukbench.features.deep.DeepExtractor`); autocast features
         are cached apart from float32 ones.
+    decode : {"auto", "cpu", "gpu"}
+        Where the deep backbones' JPEGs are decoded and resized: PIL in the
+        workers (``"cpu"``), or torchvision on the device (``"gpu"``: nvJPEG
+        on CUDA, batches of file bytes); ``"auto"`` is ``"gpu"`` on CUDA and
+        ``"cpu"`` elsewhere. ``"gpu"`` features have their own cache key.
     tta, layers, pooling
         Feature options of the deep backbones (see
         :class:`leukbench.features.deep.DeepExtractor`): ``"none"``, ``"flip"``
@@ -302,9 +316,15 @@ def extract(
     stain_norm : {"none", "reinhard", "macenko"}
         Colour normalisation (:mod:`leukbench.stain`) before deep and
         handcrafted features. Any non-default option has its own cache key.
+    stain_reference : str
+        The Reinhard reference: ``"fixed"`` (:data:`leukbench.stain.REINHARD_REFERENCE`),
+        ``"dataset"`` (the same statistics over a seeded subsample of at most 256 of
+        this dataset's images, label-free, test folds included) or the path of one
+        image (see :func:`leukbench.stain.resolve_reference`); its numbers are in the
+        cache key and the report. Only with ``stain_norm="reinhard"``.
     batch_size, num_workers, chunk_size, progress
         Execution settings (they do not change the numbers); ``batch_size``
-        ``None`` is 16 images per network call on the CPU, 32 on a GPU.
+        ``None`` is 16 images per network call on the CPU, 256 on CUDA.
     cache_dir : path, optional
         Defaults to :func:`leukbench.cache.default_cache_dir`.
     max_per_subject, max_per_class, fraction, subsample_seed
@@ -337,8 +357,9 @@ def extract(
     (159, 1280)
     """
     result = extract_all(data, features, layout=layout, weights=weights, segment=segment, grayscale=grayscale,
-                         device=device, precision=precision, tta=tta, layers=layers, pooling=pooling,
-                         stain_norm=stain_norm, batch_size=batch_size, num_workers=num_workers,
+                         device=device, precision=precision, decode=decode, tta=tta, layers=layers, pooling=pooling,
+                         stain_norm=stain_norm, stain_reference=stain_reference, batch_size=batch_size,
+                         num_workers=num_workers,
                          cache_dir=cache_dir, subject_regex=subject_regex, chunk_size=chunk_size,
                          progress=progress, max_per_subject=max_per_subject, max_per_class=max_per_class,
                          fraction=fraction, subsample_seed=subsample_seed, scheduler=scheduler, client=client)

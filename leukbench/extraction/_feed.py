@@ -49,7 +49,8 @@ class _ImageDataset:
 
                 seg = segment_cell(image)
                 image, fallback = seg.crop, not seg.found
-            item = self.extractor.prepare(image)
+            prepare_file = getattr(self.extractor, "prepare_file", None)  # decode="gpu": bytes for the device
+            item = self.extractor.prepare(image) if prepare_file is None else prepare_file(path, image)
             fallback = fallback or bool(self.extractor.segmentation_fallback(item))
             return _Prepared(i, item, hashes, fallback, None)
         except ImageReadError as exc:
@@ -70,8 +71,9 @@ def decode_side(extractor: Extractor, segment: bool) -> Optional[int]:
 
     A deep backbone resizes the image to about 1.15x its input; it gets twice
     its input (``SEGMENTED_DECODE_SIDE`` when the cell is cropped first).
-    Handcrafted descriptors measure in pixels, and their cache key does not
-    record a cap, so their images are never downscaled.
+    Any other extractor gets its own ``decode_side`` attribute (the
+    handcrafted descriptors: :data:`leukbench.features.handcrafted.DECODE_SIDE`,
+    recorded in their cache key), or ``None`` when it has none.
 
     Example
     -------
@@ -83,7 +85,8 @@ def decode_side(extractor: Extractor, segment: bool) -> Optional[int]:
     """
     config = extractor.config
     if config.kind != "deep":
-        return None
+        side = getattr(extractor, "decode_side", None)
+        return None if side is None else int(side)
     if segment or not config.input_size:
         return SEGMENTED_DECODE_SIDE
     return 2 * int(config.input_size)
@@ -91,6 +94,18 @@ def decode_side(extractor: Extractor, segment: bool) -> Optional[int]:
 
 def _collate(batch):
     return batch
+
+
+def decoded_on_device(extractor: Extractor, good: Sequence[_Prepared]):
+    """``(prepared, failed)``: the items of ``good`` an extractor decodes on its device
+    (``decode="gpu"``, :meth:`DeepExtractor.decode_items`) decoded there; those its
+    decoder refused, with their reason, apart (skipped like unreadable files)."""
+    decode = getattr(extractor, "decode_items", None)
+    if decode is None or not good:
+        return list(good), []
+    items, errors = decode([b.item for b in good])
+    kept = [b._replace(item=it) for k, (b, it) in enumerate(zip(good, items)) if k not in errors]
+    return kept, [b._replace(item=None, error=errors[k]) for k, b in enumerate(good) if k in errors]
 
 
 def default_num_workers(extractor: Extractor) -> int:

@@ -15,6 +15,7 @@ from ._feed import (
     _alternating_batches,
     _ImageDataset,
     _overlapped_batches,
+    decoded_on_device,
     default_num_workers,
 )
 from ._summary import SKIPPED_IMAGE_COLUMNS, ExtractionSummary
@@ -142,8 +143,9 @@ def _extract_images(extractor: Extractor, cache: FeatureCache, todo: np.ndarray,
                file=sys.stderr, dynamic_ncols=True, leave=False)
     try:
         for batch in batches:
-            good = [b for b in batch if b.error is None]
-            skipped += [(ids[todo[b.index]], paths[todo[b.index]], *b.error) for b in batch if b.error is not None]
+            good, failed = decoded_on_device(extractor, [b for b in batch if b.error is None])
+            failed = sorted(failed + [b for b in batch if b.error is not None], key=lambda b: b.index)
+            skipped += [(ids[todo[b.index]], paths[todo[b.index]], *b.error) for b in failed]
             if good:
                 X = extractor.compute([b.item for b in good])
                 rows = []

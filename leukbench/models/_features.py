@@ -85,7 +85,8 @@ def creation_options(spec: Dict[str, Any]) -> Dict[str, Any]:
     options = dict(config.get("options") or {})
     precision = options.pop("precision", "float32")
     wanted = {"weights": config.get("weights", "none"), "segment": bool(config.get("segment")),
-              "grayscale": bool(config.get("grayscale")), "precision": str(precision).split("-")[0]}
+              "grayscale": bool(config.get("grayscale")), "precision": str(precision).split("-")[0],
+              "decode": _option_value(options.pop("decode", "cpu"))}  # no decode recorded: PIL's
     accepted = extractor_options(spec["name"])
     if accepted is None:
         return wanted

@@ -243,6 +243,8 @@ class ExtractorInfo:
                            ("stain_norm", "stain normalisation")):
             if isinstance(options, Mapping) and options.get(key):
                 notes.append(f"{label} {str(options[key]).split(':')[0]}")
+        if isinstance(options, Mapping) and options.get("decode"):  # gpu:nvjpeg, gpu:torchvision-cpu
+            notes.append(f"decoded by {str(options['decode']).split(':', 1)[-1]}")
         return notes
 
 

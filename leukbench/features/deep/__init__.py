@@ -69,9 +69,8 @@ from ._device import (
     resolve_device,
     resolve_precision,
 )
-from ._extractor import (
-    DEEP_OPTIONS,
-    DeepExtractor,
+from ._extractor import DEEP_OPTIONS, DeepExtractor
+from ._factories import (
     create_alexnet,
     create_densenet121,
     create_efficientnet_b0,

@@ -7,8 +7,8 @@ torch import it when called.
 Example
 -------
 >>> from leukbench.features.deep._device import default_batch_size, resolve_precision
->>> default_batch_size("cpu"), default_batch_size("cuda:0")
-(16, 32)
+>>> default_batch_size("cpu"), default_batch_size("cuda:0"), default_batch_size("mps")
+(16, 256, 32)
 >>> resolve_precision("auto", "cpu"), resolve_precision("auto", "cuda")
 ('float32', 'float16')
 """
@@ -67,13 +67,17 @@ def _cuda_device(device: str, d: str) -> str:
 
 
 def default_batch_size(device: str) -> int:
-    """Images per network call when none is given: 16 on the CPU, 32 elsewhere.
+    """Images per network call when none is given: 16 on the CPU, 256 on CUDA, 32 elsewhere.
 
     On the CPU, batches of 16 ran 7-15 % faster than 32 (folded
     EfficientNet-Lite0 and ResNet-50 alone, 2 threads, oneDNN;
-    benchmarks/README.md), with bit-identical features.
+    benchmarks/README.md), with bit-identical features. 256 on CUDA is
+    **not measured** (no GPU run has been made): a large batch to keep a GPU
+    busy, as issue 15 asks; ``benchmarks/bench_gpu.py --batch-sizes`` measures it.
     """
-    return 16 if device == "cpu" else 32
+    if device == "cpu":
+        return 16
+    return 256 if device.startswith("cuda") else 32
 
 
 def resolve_precision(precision: str = "auto", device: str = "cpu") -> str:

@@ -1,4 +1,4 @@
-"""The deep feature extractor and the factories the registry builds it with."""
+"""The deep feature extractor (its factories are in :mod:`._factories`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,17 @@ from typing import Any, List, Optional, Sequence
 import numpy as np
 
 from ..._validation import invalid
-from ..base import Extractor, ExtractorConfig, check_options
+from ..base import Extractor, ExtractorConfig
 from ._builder import _build
+from ._decode import (
+    DeviceDecoder,
+    Encoded,
+    decode_key,
+    decode_label,
+    decoded_or_raise,
+    encode_item,
+    resolve_decode,
+)
 from ._device import (
     cpu_has_native_bfloat16,
     default_batch_size,
@@ -42,7 +51,7 @@ from ._specs import _Spec, spec_for
 
 #: The options every deep factory accepts (what :class:`DeepExtractor` takes besides the name).
 DEEP_OPTIONS = ("weights", "segment", "grayscale", "device", "batch_size", "seed", "precision",
-                "tta", "layers", "pooling", "stain_norm")
+                "tta", "layers", "pooling", "stain_norm", "stain_reference", "decode")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +67,7 @@ class _Resolved:
     location: Location
     config: ExtractorConfig
     stages: tuple = ()  # (module, channels) of the intermediate layers taken, shallow to deep
+    decode: str = "cpu"  # "cpu" (PIL in the workers) or "gpu" (torchvision on the device, _decode)
 
 
 class DeepExtractor(Extractor):
@@ -103,6 +113,12 @@ class DeepExtractor(Extractor):
         Global average pooling, or generalised mean (p=3) of every layer taken.
     stain_norm : {"none", "reinhard", "macenko"}
         Colour normalisation of the network input (:mod:`leukbench.stain`).
+    stain_reference : dict, optional
+        The Reinhard reference (:func:`leukbench.stain.resolve_reference`); ``None`` is the fixed one.
+    decode : {"auto", "cpu", "gpu"}
+        Where JPEGs are decoded and resized: PIL in the workers (``"cpu"``), or
+        torchvision on the device (``"gpu"``: nvJPEG on CUDA); ``"auto"`` is
+        ``"gpu"`` on CUDA, ``"cpu"`` elsewhere (:mod:`._decode`).
 
     Every option at its default leaves the cache key as it was; any other
     value is recorded in it.
@@ -131,8 +147,12 @@ class DeepExtractor(Extractor):
         layers: str = "last",
         pooling: str = "avg",
         stain_norm: str = "none",
+        stain_reference=None,
+        decode: str = "auto",
     ):
         self._name = name
+        self._decode = decode
+        self._stain_reference = stain_reference
         self._tta, self._layers, self._pooling, self._stain_norm = tta, layers, pooling, stain_norm
         self._weights = weights
         self._segment = segment
@@ -157,9 +177,12 @@ class DeepExtractor(Extractor):
             preprocessing = spec_preprocessing(spec)
             source, location = resolve_weights(spec, self._weights)
             stages = self._resolve_feature_options(spec)
-            config = self._make_config(spec, precision, preprocessing, source, location, stages)
+            decode = resolve_decode(self._decode, device, segment=bool(self._segment), stain_norm=self._stain_norm,
+                                    interpolation=preprocessing.interpolation)
+            config = self._make_config(spec, precision, preprocessing, source, location, stages,
+                                       decode_key(device) if decode == "gpu" else None)
             self._resolved = _Resolved(spec, device, batch_size, precision, preprocessing, source, location, config,
-                                       stages)
+                                       stages, decode)
             self._n_features = spec.n_features
         return self._resolved
 
@@ -169,7 +192,7 @@ class DeepExtractor(Extractor):
 
         check_tta(self._tta)
         check_pooling(self._pooling)
-        stain_key(self._stain_norm)
+        stain_key(self._stain_norm, self._stain_reference)
         if self._pooling == "gem" and spec.family == "torchvision":
             raise invalid("pooling", f"'gem' needs a timm-built backbone (efficientnet_lite0/1/2, timm:<model>); "
                                      f"{spec.name} is torchvision's")
@@ -185,7 +208,7 @@ class DeepExtractor(Extractor):
         return tuple(resolve_layers(self._layers, stages, spec.name))
 
     def _make_config(self, spec: _Spec, precision: str, preprocessing: Preprocessing, source: str,
-                     location: Location, stages: tuple = ()) -> ExtractorConfig:
+                     location: Location, stages: tuple = (), decoder: Optional[str] = None) -> ExtractorConfig:
         from ...stain import stain_key
 
         options = list(preprocessing.options())
@@ -198,13 +221,15 @@ class DeepExtractor(Extractor):
         if self._pooling != "avg":
             options.append(("pooling", f"gem(p={GEM_P:g})"))
         if self._stain_norm != "none":
-            options.append(("stain_norm", stain_key(self._stain_norm)))
+            options.append(("stain_norm", stain_key(self._stain_norm, self._stain_reference)))
         if spec.family != "torchvision":
             options.append(("arch", f"timm:{spec.arch}"))
         if precision != "float32":
             # autocast features differ from float32 ones in the second or third
             # decimal: a separate cache, never rows of both kinds in one matrix
             options.append(("precision", f"{precision}-autocast"))
+        if decoder:  # other pixels than PIL's, by a grey level here and there (docs/performance.md)
+            options.append(("decode", decoder))
         return ExtractorConfig(
             name=self._name,
             kind="deep",
@@ -251,6 +276,11 @@ class DeepExtractor(Extractor):
     @property
     def preprocessing(self) -> Preprocessing:
         return self._resolve().preprocessing
+
+    @property
+    def decode(self) -> str:
+        """``"cpu"`` or ``"gpu"``: where JPEGs are decoded (``decode="auto"`` resolved)."""
+        return self._resolve().decode
 
     @property
     def seed(self) -> int:
@@ -303,6 +333,8 @@ class DeepExtractor(Extractor):
         return self._resolve().source == RANDOM
 
     def describe(self) -> str:
+        from ...stain import stain_label
+
         c = self.config
         w = f"random init (seed={self.seed}), not pretrained" if self.is_random_init else c.weights_id
         where = "CUDA" if self.device.startswith("cuda") else self.device.split(":")[0].upper()
@@ -312,7 +344,8 @@ class DeepExtractor(Extractor):
                                  (f"tta {self._tta}", self._tta != "none"),
                                  (f"last layer + {stages}", bool(stages)),
                                  ("GeM pooling", self._pooling != "avg"),
-                                 (f"{self._stain_norm} stain normalisation", self._stain_norm != "none")) if on]
+                                 (stain_label(self._stain_norm, self._stain_reference), self._stain_norm != "none"),
+                                 (decode_label(self.device), self.decode == "gpu")) if on]
         tail = f", {', '.join(extra)}" if extra else ""
         return f"{c.name} (weights: {w}, input {c.input_size}px{tail})"
 
@@ -374,11 +407,29 @@ class DeepExtractor(Extractor):
         from ...stain import normalize_stain
 
         self._resolve()  # checks the options (stain_norm) in the worker too
-        return normalize_stain(self.preprocessing.resize_crop(image), self._stain_norm)
+        return normalize_stain(self.preprocessing.resize_crop(image), self._stain_norm, self._stain_reference)
+
+    def prepare_file(self, path: str, image: np.ndarray):
+        """In the worker: :meth:`prepare`, or under ``decode="gpu"`` an :class:`Encoded` item
+        (a plain JPEG's bytes, other files' decoded pixels) for :meth:`decode_items`."""
+        if self.decode != "gpu":
+            return self.prepare(image)
+        from ...images import LARGE_IMAGE_SIDE
+
+        return encode_item(path, image, LARGE_IMAGE_SIDE)
+
+    def decode_items(self, items: Sequence[Any]):
+        """``(items, {position: (kind, reason)})``: :class:`Encoded` items decoded, resized and
+        cropped on the device (``None`` where that failed); other items as they are."""
+        if not any(isinstance(it, Encoded) for it in items):
+            return list(items), {}
+        return DeviceDecoder(self.preprocessing, self.device, self._grayscale)(items)
 
     def _to_batch(self, items: Sequence[Any]):
         import torch
 
+        if all(isinstance(it, torch.Tensor) and it.ndim == 3 and it.shape[0] == 3 for it in items):
+            return torch.stack(list(items))  # decoded on the device (decode_items)
         arrs = []
         for it in items:
             a = it.numpy() if isinstance(it, torch.Tensor) else np.asarray(it)
@@ -395,14 +446,15 @@ class DeepExtractor(Extractor):
         model = self.load_model()
         if len(items) == 0:
             return np.zeros((0, self.n_features), np.float32)
+        items = decoded_or_raise(self.decode_items(items))
         cuda = self.device.startswith("cuda")
         autocast = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(self.precision)
         outs = []
         for start in range(0, len(items), self.batch_size):
             x = self._to_batch(items[start:start + self.batch_size])
-            if cuda:
+            if cuda and x.device.type == "cpu":  # not decoded on the device (decode_items)
                 x = x.pin_memory().to(self.device, non_blocking=True)
-            elif self.device != "cpu":
+            elif x.device.type == "cpu" and self.device != "cpu":
                 x = x.to(self.device)
             with torch.inference_mode(), self._ieee_float32():
                 views = [self._forward(model, self.preprocessing.normalize(v, self._norm), autocast)
@@ -426,52 +478,3 @@ class DeepExtractor(Extractor):
             if not stages:
                 return y
             return torch.cat([y] + [pool(self._tap.outputs[m], self._pooling) for m, _ in stages], dim=1)
-
-
-# --------------------------------------------------------------------------
-# factories (listed by name in leukbench.features, imported on first use)
-# --------------------------------------------------------------------------
-
-class _BackboneFactory:
-    """``factory(**options) -> DeepExtractor`` of one registered backbone."""
-
-    options = DEEP_OPTIONS
-
-    def __init__(self, name: str):
-        self.name = name
-        self.__name__ = f"create_{name}"
-        self.__doc__ = f"Create the ``{name}`` deep feature extractor (options: {', '.join(DEEP_OPTIONS)})."
-
-    def __call__(self, **options) -> DeepExtractor:
-        check_options(self.name, options, DEEP_OPTIONS)
-        return DeepExtractor(self.name, **options)
-
-    def __repr__(self) -> str:
-        return f"<deep feature extractor factory {self.name!r}>"
-
-
-create_efficientnet_lite0 = _BackboneFactory("efficientnet_lite0")
-create_efficientnet_lite1 = _BackboneFactory("efficientnet_lite1")
-create_efficientnet_lite2 = _BackboneFactory("efficientnet_lite2")
-create_resnet50 = _BackboneFactory("resnet50")
-create_efficientnet_b0 = _BackboneFactory("efficientnet_b0")
-create_efficientnet_b3 = _BackboneFactory("efficientnet_b3")
-create_densenet121 = _BackboneFactory("densenet121")
-create_vgg16 = _BackboneFactory("vgg16")
-create_alexnet = _BackboneFactory("alexnet")
-create_inception_v3 = _BackboneFactory("inception_v3")
-
-
-def create_timm(*, model_name: str, **options) -> DeepExtractor:
-    """Create a ``timm:<model_name>`` deep feature extractor.
-
-    Options are those of :class:`DeepExtractor` (``weights``, ``segment``,
-    ``grayscale``, ``device``, ``batch_size``, ``seed``, ``precision``,
-    ``tta``, ``layers``, ``pooling``, ``stain_norm``); any other is an
-    :class:`~leukbench.exceptions.InvalidParameterError`.
-    """
-    check_options(f"timm:{model_name}", options, DEEP_OPTIONS)
-    return DeepExtractor(f"timm:{model_name}", **options)
-
-
-create_timm.options = DEEP_OPTIONS
