@@ -97,8 +97,10 @@ def test_gpu_decode_is_close_to_pil_on_real_jpegs(jpeg_folder, tmp_path):
     """Measured on 400 pbc-subset JPEGs: the decoded pixels are PIL's exactly (both libjpeg-turbo),
     the torch resize differs from PIL's by one grey level in ~14 % of the pixels (2-4 levels in at
     most 2 pixels of an image); the features by cosine >= 0.9979 and at most 7 % of the largest
-    feature (docs/performance.md). Tolerances here: 4 grey levels in at most 4 pixels, cosine
-    0.99, 10 % of the largest feature."""
+    feature (docs/performance.md). On the bundled sample's 450 px cells saved as JPEG (the data
+    when pbc-subset is absent, as in CI): at most 4 levels, more than one level in at most 73 of
+    the 150,528 values (0.05 %). Tolerances here: 4 grey levels, more than one level in under
+    0.1 % of the values, cosine 0.99, 10 % of the largest feature."""
     pre = create_extractor(BACKBONE, device="cpu").preprocessing
     for path in sorted(jpeg_folder.rglob("*.jpg")):
         image = load_image(path)
@@ -107,7 +109,7 @@ def test_gpu_decode_is_close_to_pil_on_real_jpegs(jpeg_folder, tmp_path):
         (out,), errors = _decode.DeviceDecoder(pre, "cpu")([item])
         assert not errors
         diff = np.abs(out.permute(1, 2, 0).numpy().astype(int) - pre.resize_crop(image).astype(int))
-        assert diff.max() <= 4 and (diff > 1).sum() <= 4 and 0 < (diff > 0).mean() < 0.3
+        assert diff.max() <= 4 and (diff > 1).mean() < 1e-3 and 0 < (diff > 0).mean() < 0.3
     a = _extract(jpeg_folder, tmp_path)
     b = _extract(jpeg_folder, tmp_path, decode="gpu")
     assert list(a.ids) == list(b.ids) and len(b) == 8
