@@ -60,8 +60,9 @@ def _subset(root: Path, limit: int, seed: int = 0):
 def _config(args):
     from leukbench.finetune import FineTuneConfig
 
+    # patience = epochs: neither loop stops early, both keep the best epoch by validation balanced accuracy
     return FineTuneConfig(epochs=args.epochs, size=args.size, batch_size=args.batch_size, augment=False,
-                          dropout=0.0, device="cpu", precision="float32")
+                          dropout=0.0, device="cpu", precision="float32", patience=max(1, args.epochs))
 
 
 def run_leukbench(args, paths, y, val):
@@ -94,6 +95,7 @@ class _ListSampler:
 def run_plain(args, folder, take, y, val):
     """The plain loop: ImageFolder + DataLoader, decoding every epoch. Returns (seconds, state_dict)."""
     import torch
+    from sklearn.metrics import balanced_accuracy_score
     from torchvision import transforms as T
 
     from leukbench.finetune._data import epoch_seed
@@ -120,6 +122,7 @@ def run_plain(args, folder, take, y, val):
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup=warm, total=cfg.epochs * steps))
     loss_fn = torch.nn.CrossEntropyLoss(weight=torch.from_numpy(class_weights(y[train_idx], 2)))
     val_ds = torch.utils.data.Subset(folder, take[val].tolist())
+    best_score, best = -1.0, None
     t0 = time.perf_counter()
     for epoch in range(cfg.epochs):
         sampler.order = np.random.default_rng(epoch_seed(cfg.seed, epoch, -1)).permutation(len(ds)).tolist()
@@ -134,8 +137,10 @@ def run_plain(args, folder, take, y, val):
         model.eval()
         with torch.inference_mode():
             xs = torch.stack([val_ds[i][0] for i in range(len(val_ds))]).to(torch.float32).mul_(scale).sub_(shift)
-            model(xs)
-    return time.perf_counter() - t0, {k: v.detach().clone() for k, v in model.state_dict().items()}
+            score = balanced_accuracy_score(y[val], model(xs).argmax(1).numpy())
+        if score > best_score:  # the best epoch's weights, kept as leukbench keeps them
+            best_score, best = score, {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return time.perf_counter() - t0, best
 
 
 def _warm_up(args) -> None:
