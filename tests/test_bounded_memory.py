@@ -99,6 +99,18 @@ def test_large_image_features_match_its_downscaled_file(big_cell, low_caps, tmp_
     assert np.allclose(got[0].item["features"], got[1].item["features"], rtol=1e-3, atol=1e-3)
 
 
+def test_nucleus_descriptors_decode_large_images_downscaled_too(big_cell, low_caps):
+    from leukbench.features.nucleus import IMPLEMENTATION, NucleusExtractor
+
+    ex = NucleusExtractor()
+    assert ex.decode_side == 512 and dict(ex.config.options)["decode_side"] == 512 and IMPLEMENTATION >= 2
+    ex.prepare(_cell_picture(200))  # imports its modules
+    item, peak = _traced(lambda: _ImageDataset([str(big_cell)], ex, False, False)[0])
+    assert item.error is None and peak < 8 * 2**20, peak  # one full-size copy would be 48 MB
+    ratio = ex.feature_names.index("nucleus.area_ratio")
+    assert 0 < item.item["features"][ratio] < 1
+
+
 def test_images_under_the_threshold_are_measured_as_before(tmp_path):
     path = tmp_path / "cell.png"
     Image.fromarray(_cell_picture(450)).save(path)  # a C-NMC-sized cell: never resampled

@@ -50,7 +50,8 @@ __all__ = ["NUCLEUS_NAMES", "NUCLEUS_OPTIONS", "NucleusExtractor", "create_nucle
            "segment_nucleus"]
 
 #: Bumped when the numbers may change for the same settings (part of the cache key).
-IMPLEMENTATION = 1
+#: 2: large images decoded downscaled, as the handcrafted set's (:data:`~leukbench.features.handcrafted.DECODE_SIDE`).
+IMPLEMENTATION = 2
 #: Gaussian smoothing (working-copy pixels) of the stain channel before its threshold.
 NUCLEUS_SIGMA = 2.0
 #: The ``rgb2hed`` channel the nucleus is thresholded on (0: haematoxylin, 1: eosin, 2: DAB).
@@ -238,7 +239,12 @@ class NucleusExtractor(Extractor):
         from ..stain import stain_key
 
         self.stain_norm, self.stain_reference = stain_norm, stain_reference
-        options = [("glcm", f"levels={GLCM_LEVELS},d={list(GLCM_DISTANCES)}"), ("implementation", IMPLEMENTATION),
+        #: Shorter side a large image is decoded at (read by the extraction's decoder), as the handcrafted set's.
+        from . import handcrafted
+
+        self.decode_side = int(handcrafted.DECODE_SIDE)
+        options = [("decode_side", self.decode_side), ("glcm", f"levels={GLCM_LEVELS},d={list(GLCM_DISTANCES)}"),
+                   ("implementation", IMPLEMENTATION),
                    ("lbp", f"P={LBP_POINTS},R={LBP_RADIUS},uniform"),
                    ("nucleus", f"rgb2hed[{NUCLEUS_CHANNEL}]-gauss{NUCLEUS_SIGMA:g}-rim{RIM}-otsu"),
                    ("work_size", WORK_SIZE)]
