@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -32,7 +33,8 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     exception); ``path`` is left as it was.
     """
     path = Path(path)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    # unique per call: two threads of one process may write the same file (never matches ``chunk-*``)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.name}")
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -44,6 +44,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from ._atomic import write_atomically
 from .exceptions import CacheError
 from .features.base import ExtractorConfig
 
@@ -472,38 +473,12 @@ def _read_features_into(path: Path, names: List[str], out: np.ndarray, where: np
             out[where, j:j + len(group)] = block[rows]
 
 
-def _tmp_beside(path: Path) -> Path:
-    """A hidden temporary name in ``path``'s folder (never matches ``chunk-*``)."""
-    return path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
-
-
 def write_table_atomically(table, path: Path) -> None:
     """Write an Arrow table to ``path`` as Parquet: whole, or not at all."""
     import pyarrow.parquet as pq
 
-    tmp = _tmp_beside(path)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:  # a full disk or Ctrl-C: leave no temporary file behind
-        _discard(tmp)
-        raise
+    write_atomically(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = _tmp_beside(path)
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        _discard(tmp)
-        raise
-
-
-def _discard(tmp: Path) -> None:
-    """Remove a temporary file if it exists and can be removed."""
-    try:
-        tmp.unlink(missing_ok=True)
-    except OSError:
-        pass
+    write_atomically(path, lambda tmp: tmp.write_bytes(data))
