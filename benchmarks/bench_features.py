@@ -231,7 +231,9 @@ def _table(out: Path, command: str) -> str:
         cells = list(row["cells"])
         ba, base_ba = (row.get("ba", _balanced_accuracy(cells[4])),
                        None if base is None else base.get("ba", _balanced_accuracy(base["cells"][4])))
-        cells[5] = "—" if base is None or name == "baseline" else f"{ba - base_ba:+.3f}"
+        if "ba" in row or (base is not None and "ba" in base) or not cells[5]:
+            cells[5] = "—" if base is None or name == "baseline" else f"{ba - base_ba:+.3f}"
+        # else both rows are from the earlier table: its difference, of the unrounded values, stays
         if row["command"] not in commands:
             commands.append(row["command"])
         cells += [row["wall"], row["load"], str(commands.index(row["command"]) + 1)]
