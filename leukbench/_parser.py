@@ -125,6 +125,9 @@ def _add_data_options(p: argparse.ArgumentParser, defaults: Dict[str, Any]) -> N
                         "subsample is taken before extraction, shares the cache and is stated in the report")
     p.add_argument("--subsample-seed", type=int, default=defaults["subsample_seed"], metavar="S",
                    help="seed of the reduced-data subsample (default: %(default)s)")
+    p.add_argument("--memory-map", action="store_true", default=defaults["memory_map"],
+                   help="assemble the feature matrix in a memory-mapped file ($TMPDIR) instead of RAM: "
+                        "for matrices near or above the memory, with --battery batches (docs/scaling.md)")
     p.add_argument("--scheduler", default=defaults["scheduler"], metavar="ADDR",
                    help="run on a Dask cluster: tcp://HOST:8786 (a running scheduler) or local:N (a local cluster "
                         "of N worker processes); needs pip install \"leukbench[dask]\" (default: this process)")
@@ -159,7 +162,8 @@ def _add_compare_options(p: argparse.ArgumentParser, defaults: Dict[str, Any]) -
     p.add_argument("--classifiers", default=defaults["classifiers"], metavar="LIST",
                    help="names to run (comma-separated), or -NAME to exclude (default: the battery)")
     p.add_argument("--battery", default=defaults["battery"], choices=BATTERIES,
-                   help=f"default: leukbench's {len(DEFAULT_BATTERY)}; all: lazypredict's list of classifiers")
+                   help=f"default: leukbench's {len(DEFAULT_BATTERY)}; all: lazypredict's list of classifiers; "
+                        "batches: those that learn from batches of rows (for --memory-map)")
     p.add_argument("--split", default=defaults["split"], choices=SCHEMES,
                    help="cv: subject-aware K-fold; predefined: train split vs test split (default: %(default)s)")
     p.add_argument("--cv", type=int, default=defaults["cv"], metavar="K", help="folds (default: %(default)s)")

@@ -196,16 +196,21 @@ class FeatureCache:
         """Cached metadata rows for ``ids`` in that order (all must be cached)."""
         return self.index().loc[list(ids), META_COLUMNS[1:]]
 
-    def matrix(self, ids: Sequence[str]) -> np.ndarray:
+    def matrix(self, ids: Sequence[str], out: Optional[np.ndarray] = None) -> np.ndarray:
         """Feature matrix (float32) of ``ids`` in that order (all must be cached).
 
         Reads one chunk, :data:`READ_COLUMNS` columns at a time, straight into
         one preallocated array: the peak is the matrix plus a few copies of one
         column group of one chunk (8 MB for 128 columns of a merged chunk).
+        ``out`` is that array when given (e.g. a writable memory map,
+        :func:`leukbench._mapped.mapped_matrix`), of shape ``(len(ids), n_features)``.
         """
+        shape = (len(ids), len(self.feature_names))
+        if out is not None and out.shape != shape:
+            raise ValueError(f"out has shape {out.shape}, the matrix {shape}")
         for _attempt in range(_CONCURRENT_RETRIES):
             idx = self.index().loc[list(ids), ["_chunk", "_row"]]
-            out = np.empty((len(idx), len(self.feature_names)), dtype=np.float32)
+            out = np.empty(shape, dtype=np.float32) if out is None else out
             chunk = idx["_chunk"].to_numpy(dtype=np.int64)
             row = idx["_row"].to_numpy(dtype=np.int64)
             try:

@@ -30,6 +30,7 @@ __all__ = [
     "BATTERIES",
     "UnknownClassifierError",
     "DEFAULT_BATTERY",
+    "BATCH_BATTERY",
     "SEED_CLASSIFIERS",
     "classifier_version",
     "register_classifier",
@@ -54,7 +55,8 @@ BATTERY_VERSION = 3
 #: The battery version in which each built-in classifier last changed (the others: 2). A fit's
 #: fold-cache key holds its classifier's version, so a change to one classifier recomputes that
 #: classifier's fits only.
-CLASSIFIER_VERSIONS: Dict[str, int] = {"HistGradientBoostingClassifier": 3}
+CLASSIFIER_VERSIONS: Dict[str, int] = {"HistGradientBoostingClassifier": 3, "BatchSGDLogistic": 3,
+                                       "BatchSGDLinearSVM": 3, "BatchGaussianNB": 3}
 
 #: The five classifiers of the original study.
 SEED_CLASSIFIERS = ("SVC", "XGBClassifier", "LinearDiscriminantAnalysis", "RidgeClassifierCV",
@@ -62,7 +64,7 @@ SEED_CLASSIFIERS = ("SVC", "XGBClassifier", "LinearDiscriminantAnalysis", "Ridge
 
 #: The batteries ``select_classifiers`` and ``compare`` know: leukbench's
 #: fixed list (:data:`DEFAULT_BATTERY`) and lazypredict's list.
-BATTERIES = ("default", "all")
+BATTERIES = ("default", "all", "batches")
 
 Factory = Callable[[int], object]
 
@@ -203,6 +205,31 @@ def _gnb(seed):
     return GaussianNB()
 
 
+def _batch_sgd(loss: str):
+    def factory(seed):
+        from sklearn.linear_model import SGDClassifier
+
+        from .batch_learning import BatchLearner
+
+        return BatchLearner(SGDClassifier(loss=loss, random_state=seed), random_state=seed)
+
+    return factory
+
+
+def _batch_gnb(seed):
+    from sklearn.naive_bayes import GaussianNB
+
+    from .batch_learning import BatchLearner
+
+    return BatchLearner(GaussianNB(), epochs=1, scale=False, balanced=False, random_state=seed)
+
+
+#: Classifiers that learn from batches of rows (:mod:`leukbench.batch_learning`): the battery
+#: ``"batches"``, for matrices larger than memory (docs/scaling.md). Logistic regression and a
+#: linear SVM by stochastic gradient descent (5 epochs), and Gaussian naive Bayes (one pass).
+BATCH_BATTERY = ("BatchSGDLogistic", "BatchSGDLinearSVM", "BatchGaussianNB")
+
+
 #: Rough relative cost of one fit (higher is slower), measured on 1,280 deep
 #: features (benchmarks/README.md); used only to start the slowest fits first
 #: so that parallel workers finish together. Unknown names count as 1.
@@ -211,6 +238,7 @@ COST_HINTS: Dict[str, float] = {
     "RandomForestClassifier": 4.0, "ExtraTreesClassifier": 3.0, "SVC": 2.0,
     "RidgeClassifierCV": 2.0, "LinearDiscriminantAnalysis": 1.5, "LogisticRegression": 1.0,
     "KNeighborsClassifier": 0.5, "RidgeClassifier": 0.3, "GaussianNB": 0.1,
+    "BatchSGDLogistic": 1.0, "BatchSGDLinearSVM": 1.0, "BatchGaussianNB": 0.2,
 }
 
 #: The default battery, in table order before sorting.
@@ -223,7 +251,9 @@ DEFAULT_BATTERY = (
 _FACTORIES = (_svc, _xgb, _lda, _ridge_cv, _ridge, _logreg, _linear_svc, _knn, _rf, _et, _hgb, _gnb)
 for _name, _factory in zip(DEFAULT_BATTERY, _FACTORIES):
     register_classifier(_name, _factory)
-_BUILTIN = frozenset(DEFAULT_BATTERY)
+for _name, _factory in zip(BATCH_BATTERY, (_batch_sgd("log_loss"), _batch_sgd("hinge"), _batch_gnb)):
+    register_classifier(_name, _factory)
+_BUILTIN = frozenset(DEFAULT_BATTERY + BATCH_BATTERY)
 
 
 #: The search space of each classifier's nested tuning (``compare(tune=True)``), by parameter of
@@ -392,9 +422,11 @@ def select_classifiers(
         ``None`` runs the whole battery. A scikit-learn estimator runs under
         its dict key, or its class name (``_2``, ``_3`` ... when taken), as a
         :class:`CustomClassifier`.
-    battery : {"default", "all"}
+    battery : {"default", "all", "batches"}
         ``"default"``: leukbench's 12 (:data:`DEFAULT_BATTERY`); ``"all"``:
-        lazypredict's list of classifiers (:data:`BATTERIES`).
+        lazypredict's list of classifiers; ``"batches"``: the classifiers that
+        learn from batches of rows (:data:`BATCH_BATTERY`, for matrices larger
+        than memory) (:data:`BATTERIES`).
 
     Raises
     ------
@@ -445,6 +477,8 @@ def _battery_names(battery: str) -> List[str]:
         return list(DEFAULT_BATTERY)
     if battery == "all":
         return lazypredict_battery()
+    if battery == "batches":
+        return list(BATCH_BATTERY)
     choices = " or ".join(repr(b) for b in BATTERIES)
     raise InvalidParameterError(f"unknown battery {battery!r}; use {choices}")
 

@@ -75,6 +75,7 @@ def _extract(args, data=None):
         fraction=args.fraction,
         subsample_seed=args.subsample_seed,
         scheduler=args.scheduler,
+        memory_map=args.memory_map,
     )
     first = next(iter(result.feature_sets.values()))
     if "subsample" in first.provenance:

@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from ._mapped import hstack_rows, take_rows
 from .exceptions import DatasetError, InvalidParameterError
 
 
@@ -70,7 +71,7 @@ class FeatureSet:
 
     def __post_init__(self):
         n = len(self.ids)
-        self.X = np.asarray(self.X, dtype=np.float32)
+        self.X = np.asanyarray(self.X, dtype=np.float32)  # a memory map stays one
         for attr in ("y", "ids", "subjects", "splits", "paths", "pixel_hashes", "dhashes"):
             val = getattr(self, attr)
             if val is None:
@@ -125,7 +126,7 @@ class FeatureSet:
         every_row = len(idx) == len(self) and bool(np.array_equal(idx, np.arange(len(self))))
         return FeatureSet(
             name=self.name,
-            X=self.X if every_row else self.X[idx],
+            X=self.X if every_row else take_rows(self.X, idx),
             y=self.y[idx],
             ids=self.ids[idx],
             subjects=self.subjects[idx],
@@ -245,29 +246,28 @@ class FeatureSet:
         for fs in sets[1:]:
             common &= set(fs.ids)
         first = sets[0]
-        order = [i for i, id_ in enumerate(first.ids) if id_ in common]
-        base = first.subset(order)
-        blocks = [base.X]
-        names = list(base.feature_names)
-        for fs in sets[1:]:
-            pos = {id_: i for i, id_ in enumerate(fs.ids)}
-            blocks.append(fs.X[[pos[i] for i in base.ids]])
-            names += list(fs.feature_names)
+        names = [n for fs in sets for n in fs.feature_names]
         twice = sorted(n for n, k in Counter(names).items() if k > 1)
         if twice:
             raise InvalidParameterError(f"cannot combine {[fs.name for fs in sets]}: columns {twice[:3]}"
                                         f"{' ...' if len(twice) > 3 else ''} would appear twice")
-        prov = {"combined": [fs.provenance for fs in sets]}
+        order = np.array([i for i, id_ in enumerate(first.ids) if id_ in common], dtype=np.int64)
+        ids = first.ids[order]
+        rows = [order]  # each set's rows of the common images, in the first set's order
+        for fs in sets[1:]:
+            pos = {id_: i for i, id_ in enumerate(fs.ids)}
+            rows.append(np.array([pos[i] for i in ids], dtype=np.int64))
+        take = lambda a: None if a is None else a[order]  # noqa: E731
         return FeatureSet(
             name=name or "+".join(fs.name for fs in sets),
-            X=np.hstack(blocks),
-            y=base.y,
-            ids=base.ids,
-            subjects=base.subjects,
-            splits=base.splits,
+            X=hstack_rows([fs.X for fs in sets], rows),
+            y=first.y[order],
+            ids=ids,
+            subjects=first.subjects[order],
+            splits=first.splits[order],
             feature_names=names,
-            paths=base.paths,
-            pixel_hashes=base.pixel_hashes,
-            dhashes=base.dhashes,
-            provenance=prov,
+            paths=take(first.paths),
+            pixel_hashes=take(first.pixel_hashes),
+            dhashes=take(first.dhashes),
+            provenance={"combined": [fs.provenance for fs in sets]},
         )

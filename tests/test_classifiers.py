@@ -117,5 +117,7 @@ def test_mistakes_are_leukbench_errors_with_the_same_messages():
 
 
 def test_batteries_are_the_ones_select_classifiers_knows():
-    assert C.BATTERIES == ("default", "all")
+    assert C.BATTERIES == ("default", "all", "batches")
     assert C.select_classifiers(battery=C.BATTERIES[0]) == list(C.DEFAULT_BATTERY)
+    assert C.select_classifiers(battery="batches") == list(C.BATCH_BATTERY)
+    assert not set(C.BATCH_BATTERY) & set(C.DEFAULT_BATTERY)  # the default table is unchanged

@@ -57,8 +57,10 @@ def compare(feature_sets, *, classifiers: Union[str, Sequence[str], None] = None
         Names to run or ``-names`` to exclude, and scikit-learn estimators,
         cloned for each fold (see :func:`leukbench.classifiers.select_classifiers`);
         default: the battery.
-    battery : {"default", "all"}
-        leukbench's 12 classifiers, or lazypredict's list.
+    battery : {"default", "all", "batches"}
+        leukbench's 12 classifiers, lazypredict's list, or the classifiers that learn
+        from batches of rows (:data:`leukbench.classifiers.BATCH_BATTERY`: for a
+        memory-mapped matrix larger than memory, docs/scaling.md).
     cv, repeats, seed
         Folds, repetitions (repeat r uses ``seed + r``) and seed of the
         cross-validation and the classifiers; the seed defaults to
@@ -282,7 +284,9 @@ def _plan(fs: FeatureSet, *, split: str, cv: int, repeats: int, seed: int, audit
 
 
 def _prepare(fs: FeatureSet, encoding: Dict[str, int]) -> PreparedSet:
-    X = np.ascontiguousarray(fs.X, dtype=np.float32)
+    X = fs.X  # a memory map stays one (the workers map its file)
+    if X.dtype != np.float32 or not X.flags.c_contiguous:
+        X = np.ascontiguousarray(X, dtype=np.float32)
     y = np.array([encoding[str(c)] for c in fs.y], dtype=np.int64)
     return PreparedSet(X, y, digest(X, y, np.asarray(fs.ids, dtype=str).astype("U")))
 

@@ -167,10 +167,15 @@ def run_task(X: np.ndarray, y: np.ndarray, est, train: np.ndarray, test: np.ndar
         with warnings.catch_warnings(), one_thread():
             warnings.simplefilter("ignore")
             t0 = time.perf_counter()
-            est.fit(X[train], y[train])
-            t1 = time.perf_counter()
-            y_pred = np.asarray(est.predict(X[test])).astype(np.int64)
-            scores = scores_of(est, X[test], n_classes)
+            if getattr(est, "learns_from_rows", False):  # leukbench.batch_learning: no copy of the fold
+                est.fit(X, y, rows=train)
+                t1 = time.perf_counter()
+                y_pred, scores = _predict_in_blocks(est, X, test, n_classes)
+            else:
+                est.fit(X[train], y[train])
+                t1 = time.perf_counter()
+                y_pred = np.asarray(est.predict(X[test])).astype(np.int64)
+                scores = scores_of(est, X[test], n_classes)
             t2 = time.perf_counter()
             params, n_candidates = search_record(est)
     except BaseException as exc:  # noqa: BLE001 - isolate any failure of one model
@@ -181,3 +186,21 @@ def run_task(X: np.ndarray, y: np.ndarray, est, train: np.ndarray, test: np.ndar
         scores = None  # e.g. a model that saw fewer classes in training
     return FitOutcome(STATUS_OK, "", fit_time=t1 - t0, predict_time=t2 - t1, y_pred=y_pred, scores=scores,
                       params=params, n_candidates=n_candidates)
+
+
+#: Test rows predicted at a time by a classifier that learns from batches.
+PREDICT_BLOCK_ROWS = 4096
+
+
+def _predict_in_blocks(est, X: np.ndarray, test: np.ndarray, n_classes: int):
+    """Predictions and scores of ``X[test]``, the model's ``batch_rows_`` (else :data:`PREDICT_BLOCK_ROWS`)
+    rows at a time (no copy of the fold)."""
+    predicted, scores = [], []
+    step = int(getattr(est, "batch_rows_", None) or PREDICT_BLOCK_ROWS)
+    for start in range(0, len(test), step):
+        block = X[test[start:start + step]]
+        predicted.append(np.asarray(est.predict(block)).astype(np.int64))
+        scores.append(scores_of(est, block, n_classes))
+    if not predicted:
+        return np.zeros(0, np.int64), None
+    return np.concatenate(predicted), None if any(s is None for s in scores) else np.concatenate(scores)

@@ -25,23 +25,20 @@ Example
 from __future__ import annotations
 
 import contextlib
-import mmap
 import os
 import shutil
 import tempfile
-from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 
+from .._mapped import PREFIX, mapped_file, remove_orphans
 from .fits import PreparedSet
 
 __all__ = ["SHARE_BYTES", "mapped_file", "remove_orphans", "shared_matrices"]
 
 #: Matrices smaller than this go to the workers as they are (joblib's own threshold, 1 MiB).
 SHARE_BYTES = 1 << 20
-#: Name of a run's folder: ``leukbench-matrices-<pid>-<random>``.
-_PREFIX = "leukbench-matrices-"
 
 
 @contextlib.contextmanager
@@ -61,7 +58,7 @@ def shared_matrices(prepared: Sequence[PreparedSet],
         yield out
         return
     remove_orphans()
-    folder = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")
+    folder = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-")
     try:
         for i in big:
             path = os.path.join(folder, f"features-{i}.npy")
@@ -73,48 +70,3 @@ def shared_matrices(prepared: Sequence[PreparedSet],
         yield out
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def remove_orphans(folder: Optional[str] = None) -> int:
-    """Remove the matrix folders of runs that were killed outright (their process is gone).
-
-    A run removes its folder when it ends, even on Ctrl-C or SIGTERM; a ``kill -9``
-    leaves it. Folders of live processes are kept. Returns the number removed.
-
-    Example
-    -------
-    >>> remove_orphans(tempfile.mkdtemp())
-    0
-    """
-    removed = 0
-    for entry in Path(folder or tempfile.gettempdir()).glob(f"{_PREFIX}*-*"):
-        pid = entry.name[len(_PREFIX):].split("-", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)):
-            continue
-        shutil.rmtree(entry, ignore_errors=True)
-        removed += not entry.exists()
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's process, or no way to ask: keep its folder
-        return True
-    return True
-
-
-def mapped_file(X) -> Optional[str]:
-    """The ``.npy`` file ``X`` is a whole read-only memory map of (``np.load(..., mmap_mode="r")``), else ``None``.
-
-    Example
-    -------
-    >>> mapped_file(np.zeros(3)) is None
-    True
-    """
-    if not isinstance(X, np.memmap) or not isinstance(X.base, mmap.mmap) or X.mode != "r":
-        return None  # a slice of a map has the map, not the mmap, as its base
-    name = os.fspath(X.filename) if X.filename else ""
-    return name if name.endswith(".npy") else None

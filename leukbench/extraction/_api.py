@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import pandas as pd
 
 from .. import datasets
+from .._mapped import mapped_matrix
 from .._validation import validate_params
 from ..cache import FeatureCache, default_cache_dir, stat_images
 from ..cluster import connect
@@ -52,14 +53,15 @@ def cached_column_source(extractor: Extractor, cache_dir, root) -> Optional[Tupl
 
 def load_feature_set(table: pd.DataFrame, root: str, extractor: Extractor, cache_dir, layout: str = "",
                      *, cache: Optional[FeatureCache] = None, stats: Optional[tuple] = None,
-                     skipped: Optional[pd.DataFrame] = None) -> FeatureSet:
+                     skipped: Optional[pd.DataFrame] = None, memory_map: bool = False) -> FeatureSet:
     """Assemble a :class:`FeatureSet` from the cache for the images of ``table``.
 
     Images that are not cached (skipped as unreadable) are left out;
     ``skipped`` (an :class:`ExtractionSummary`'s table) says why, and goes
     into the provenance (``"skipped"``: id, kind, reason), so that reports
     can list what is missing. ``cache`` and ``stats`` are as in
-    :func:`run_extractor`.
+    :func:`run_extractor`. ``memory_map``: the matrix is written to a
+    memory-mapped file (:mod:`leukbench._mapped`) instead of RAM.
     """
     from .._version import __version__
 
@@ -68,10 +70,13 @@ def load_feature_set(table: pd.DataFrame, root: str, extractor: Extractor, cache
     stats = stat_images(table["path"].tolist()) if stats is None else stats
     present = cache.cached_mask(table["id"].tolist(), *stats)
     sub = table.loc[present]
-    rows = cache.rows(sub["id"].tolist())
+    ids = sub["id"].tolist()
+    rows = cache.rows(ids)
+    shape = (len(ids), len(extractor.feature_names))
+    X = mapped_matrix(shape, lambda out: cache.matrix(ids, out=out)) if memory_map else cache.matrix(ids)
     return FeatureSet(
         name=extractor.name,
-        X=cache.matrix(sub["id"].tolist()),
+        X=X,
         y=sub["label"].to_numpy(dtype=object),
         ids=sub["id"].to_numpy(dtype=object),
         subjects=sub["subject"].to_numpy(dtype=object),
@@ -178,6 +183,7 @@ def extract_all(
     subsample_seed: int = DEFAULT_SEED,
     scheduler: Optional[str] = None,
     client=None,
+    memory_map: bool = False,
 ) -> ExtractionResult:
     """Extract (or take from the cache) features of a dataset: every feature set and every summary.
 
@@ -233,7 +239,7 @@ def extract_all(
                                   chunk_size=chunk_size, progress=progress, client=dask_client)
     by_name = dict(zip(extractors, summaries))
     singles = {n: load_feature_set(table, root, ex, cache_dir, layout, cache=caches[n], stats=stats,
-                                   skipped=by_name[n].skipped)
+                                   skipped=by_name[n].skipped, memory_map=memory_map)
                for n, ex in extractors.items()}
     for n, fs in singles.items():
         if len(fs) == 0:
@@ -274,6 +280,7 @@ def extract(
     subsample_seed: int = DEFAULT_SEED,
     scheduler: Optional[str] = None,
     client=None,
+    memory_map: bool = False,
     return_summaries: bool = False,
 ):
     """Extract (or take from the cache) features of a dataset.
@@ -337,6 +344,11 @@ def extract(
         ``"local:N"`` (a local cluster of N worker processes), or a
         ``dask.distributed.Client`` (see :mod:`leukbench.cluster`; needs
         ``pip install "leukbench[dask]"``).
+    memory_map : bool
+        Assemble each matrix in a memory-mapped file on disk instead of RAM
+        (:mod:`leukbench._mapped`): for matrices near or above the machine's
+        memory, with classifiers that learn from batches (docs/scaling.md).
+        The values are the same.
     return_summaries : bool
         Also return the list of :class:`ExtractionSummary`.
 
@@ -362,7 +374,8 @@ def extract(
                          num_workers=num_workers,
                          cache_dir=cache_dir, subject_regex=subject_regex, chunk_size=chunk_size,
                          progress=progress, max_per_subject=max_per_subject, max_per_class=max_per_class,
-                         fraction=fraction, subsample_seed=subsample_seed, scheduler=scheduler, client=client)
+                         fraction=fraction, subsample_seed=subsample_seed, scheduler=scheduler, client=client,
+                         memory_map=memory_map)
     sets = result.feature_sets
     out = next(iter(sets.values())) if len(sets) == 1 else sets
     return (out, result.summaries) if return_summaries else out
