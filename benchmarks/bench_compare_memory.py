@@ -26,6 +26,18 @@ copies** of the compare process: (peak RSS at 4x - at 1x) / (matrix at 4x -
 at 1x), which cancels the fixed cost of the imports. ``--pythonpath`` runs
 the same with another checkout of leukbench first on the path (the code
 before a change); the cache is then written by that code too.
+
+The modes ``mapped`` and ``mapped-killable`` (not run by default) are
+``in-process`` and ``killable`` with ``--memory-map`` (the matrix in a
+memory-mapped file, :mod:`leukbench._mapped`), to be used with classifiers
+that learn from batches (``--classifiers BatchSGDLogistic,BatchGaussianNB``). Pages of a mapped
+file count in RSS once read but the system can drop them, so the benchmark also
+reports the peak **anonymous** RSS (``RssAnon``: memory that cannot be dropped)
+of each process. ``--memory-limit MB`` runs every compare inside a new memory
+cgroup (v1 or v2; needs root) limited to that many MB, swap included; a run
+the limit kills is reported as such (and the benchmark goes on): with a matrix
+larger than what the limit leaves beside the fixed cost of the process, a
+``mapped`` run that completes shows compare on a matrix larger than its memory.
 """
 
 from __future__ import annotations
@@ -41,7 +53,10 @@ import time
 from pathlib import Path
 
 MODES = {"in-process": ["--n-jobs", "1"], "joblib": ["--n-jobs", "2"],
-         "killable": ["--n-jobs", "2", "--timeout", "600"]}
+         "killable": ["--n-jobs", "2", "--timeout", "600"],
+         "mapped": ["--n-jobs", "1", "--memory-map"],
+         "mapped-killable": ["--n-jobs", "2", "--timeout", "600", "--memory-map"]}
+DEFAULT_MODES = "in-process,joblib,killable"
 FEATURES = "efficientnet_lite0"
 SUBJECTS = 40
 
@@ -91,13 +106,14 @@ def api_child(root: Path, mode: str, classifiers: str) -> None:
     through ``/proc/self/clear_refs`` once the matrix is loaded)."""
     import leukbench
 
-    fs = leukbench.extract(root / "data", FEATURES, weights="none", cache_dir=root / "cache", progress=False)
+    fs = leukbench.extract(root / "data", FEATURES, weights="none", cache_dir=root / "cache", progress=False,
+                           memory_map="--memory-map" in MODES[mode])
     loaded = _read_kb("/proc/self/status", "VmRSS:")
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")  # VmHWM := VmRSS
-    opts = {"n_jobs": int(MODES[mode][1])}
+    opts = {"n_jobs": int(MODES[mode][1])}  # MODES[mode]: --n-jobs N [--timeout S] [--memory-map]
     if "--timeout" in MODES[mode]:
-        opts["timeout"] = float(MODES[mode][-1])
+        opts["timeout"] = float(MODES[mode][MODES[mode].index("--timeout") + 1])
     result = leukbench.compare(fs, classifiers=classifiers, cv=5, n_bootstrap=0, cache_dir=root / "cache",
                                progress=False, **opts)
     result.save(root / f"out-api-{mode}", feature_sets=[fs])
@@ -127,13 +143,15 @@ def measure(cmd, env) -> dict:
     """Run ``cmd``; sample the memory of it and its worker processes until it exits."""
     import psutil
 
+    if cgroup:
+        cgroup.reset_peak()
     shm0, t0 = _shm_used(), time.perf_counter()
     # run from the temporary folder: from a checkout, `python -m leukbench` would import that
     # checkout's leukbench (the current directory comes first on the path), not --pythonpath's
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=tempfile.gettempdir())
+                            cwd=tempfile.gettempdir(), preexec_fn=cgroup.enter if cgroup else None)
     top = psutil.Process(proc.pid)
-    hwm, pss_peak, shm_peak = {}, 0, 0
+    hwm, anon, pss_peak, shm_peak = {}, {}, 0, 0
     while proc.poll() is None:
         try:
             tree = [top] + top.children(recursive=True)
@@ -142,30 +160,92 @@ def measure(cmd, env) -> dict:
         pss = 0
         for p in tree:
             hwm[p.pid] = max(hwm.get(p.pid, 0), _read_kb(f"/proc/{p.pid}/status", "VmHWM:"))
+            anon[p.pid] = max(anon.get(p.pid, 0), _read_kb(f"/proc/{p.pid}/status", "RssAnon:"))
             pss += _read_kb(f"/proc/{p.pid}/smaps_rollup", "Pss:")
         pss_peak, shm_peak = max(pss_peak, pss), max(shm_peak, _shm_used() - shm0)
         time.sleep(0.1)
     out = proc.stdout.read()
-    if proc.returncode:
+    status = "ok"
+    if proc.returncode in (-9, 137) and cgroup:
+        status = "killed (over the limit)"
+    elif proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-3000:]}")
     workers = [v for pid, v in hwm.items() if pid != proc.pid]
-    api = json.loads(out.strip().splitlines()[-1]) if "--api-child" in cmd else {}
-    return {**api, "parent_mb": round(hwm.get(proc.pid, 0) / 1024), "worker_mb": round(max(workers, default=0) / 1024),
+    workers_anon = [v for pid, v in anon.items() if pid != proc.pid]
+    api = json.loads(out.strip().splitlines()[-1]) if "--api-child" in cmd and status == "ok" else {}
+    return {**api, "status": status, "parent_mb": round(hwm.get(proc.pid, 0) / 1024),
+            "worker_mb": round(max(workers, default=0) / 1024),
+            "parent_anon_mb": round(anon.get(proc.pid, 0) / 1024),
+            "worker_anon_mb": round(max(workers_anon, default=0) / 1024),
             "workers": len(workers), "pss_total_mb": round(pss_peak / 1024),
-            "shm_mb": round(shm_peak / 2**20), "wall_s": round(time.perf_counter() - t0, 1)}
+            "shm_mb": round(shm_peak / 2**20), "wall_s": round(time.perf_counter() - t0, 1),
+            "cgroup_peak_mb": cgroup.peak_mb() if cgroup else None}
+
+
+class MemoryCgroup:
+    """A memory cgroup limited to ``limit_mb`` (swap included) for the compare runs (v1 or v2; root)."""
+
+    def __init__(self, limit_mb: int):
+        name = f"leukbench-bench-{os.getpid()}"
+        v1, v2 = Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup")
+        limit = str(limit_mb * 2**20)
+        try:
+            if (v1 / "memory.limit_in_bytes").exists():
+                self.path, self.peak_file = v1 / name, "memory.max_usage_in_bytes"
+                self.path.mkdir()
+                (self.path / "memory.limit_in_bytes").write_text(limit)
+                if (self.path / "memory.memsw.limit_in_bytes").exists():
+                    (self.path / "memory.memsw.limit_in_bytes").write_text(limit)
+            else:
+                self.path, self.peak_file = v2 / name, "memory.peak"
+                self.path.mkdir()
+                (self.path / "memory.max").write_text(limit)
+                (self.path / "memory.swap.max").write_text("0")
+        except OSError as exc:
+            raise SystemExit(f"--memory-limit: cannot make a memory cgroup ({exc}); run as root on a "
+                             "machine with cgroup v1 or v2 memory control") from None
+        self.limit_mb = limit_mb
+
+    def reset_peak(self) -> None:
+        """Start the group's peak again (before each run; v2 kernels before 6.12 cannot)."""
+        try:
+            (self.path / self.peak_file).write_text("0")
+        except OSError:
+            pass
+
+    def enter(self) -> None:
+        """Move the calling process (the child, before its exec) into the group."""
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def peak_mb(self):
+        try:
+            return round(int((self.path / self.peak_file).read_text()) / 2**20)
+        except (OSError, ValueError):
+            return None
+
+    def remove(self) -> None:
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass
+
+
+cgroup = None  # the MemoryCgroup of --memory-limit
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", default="5000,20000", help="row counts, the first is 1x (default: 5000,20000)")
     ap.add_argument("--columns", type=int, default=1280, help="feature columns (efficientnet_lite0: 1280)")
-    ap.add_argument("--modes", default=",".join(MODES), help=f"of {', '.join(MODES)}")
+    ap.add_argument("--modes", default=DEFAULT_MODES, help=f"of {', '.join(MODES)} (default: %(default)s)")
     ap.add_argument("--classifiers", default="GaussianNB,RidgeClassifier")
     ap.add_argument("--pythonpath", default=None, help="a leukbench checkout to put first on the path")
     ap.add_argument("--out", default=None, help="write the rows as JSON here")
     ap.add_argument("--api", action="store_true",
                     help="run extract + compare + save from Python and measure the peak above the RSS "
                          "once the matrix is loaded (the command's fixed cost left out)")
+    ap.add_argument("--memory-limit", type=int, default=None, metavar="MB",
+                    help="run each compare in a memory cgroup of MB megabytes, swap included (root)")
     ap.add_argument("--setup", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--api-child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--mode", default=None, help=argparse.SUPPRESS)
@@ -185,6 +265,21 @@ def main(argv=None) -> int:
                            capture_output=True, text=True, cwd=tempfile.gettempdir()).stdout.strip()
     print(f"{os.cpu_count()} cores, load average {load:.1f} at the start; modes {args.modes}; "
           f"classifiers {args.classifiers}; leukbench from {where}", flush=True)
+    global cgroup
+    if args.memory_limit:
+        cgroup = MemoryCgroup(args.memory_limit)
+        print(f"every compare runs in the memory cgroup {cgroup.path}, limited to {args.memory_limit} MB",
+              flush=True)
+    try:
+        results = _run_all(args, rows, env)
+    finally:
+        if cgroup:
+            cgroup.remove()
+    _print_results(args, rows, results, argv)
+    return 0
+
+
+def _run_all(args, rows, env) -> list:
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-compare-memory-") as tmp:
         for n in rows:
@@ -205,11 +300,20 @@ def main(argv=None) -> int:
                        **measure(cmd, env)}
                 results.append(row)
                 print(json.dumps(row), flush=True)
-    print("\n| rows | mode | matrix (MB) | compare process peak RSS (MB) | largest worker peak RSS (MB) "
-          "| peak PSS, all processes (MB) | /dev/shm (MB) | wall (s) |\n|---:|---|---:|---:|---:|---:|---:|---:|")
+    return results
+
+
+def _print_results(args, rows, results, argv) -> None:
+    limit = f"{cgroup.limit_mb} MB" if cgroup else "none"
+    print(f"\nmemory limit (cgroup, swap included): {limit}")
+    print("\n| rows | mode | matrix (MB) | compare process peak RSS (MB) | its peak anonymous RSS (MB) "
+          "| largest worker peak RSS (MB) | its peak anonymous RSS (MB) | peak PSS, all processes (MB) "
+          "| cgroup peak (MB) | /dev/shm (MB) | wall (s) | status |\n"
+          "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|")
     for r in results:
-        print(f"| {r['rows']:,} | {r['mode']} | {r['matrix_mb']} | {r['parent_mb']} | {r['worker_mb']} | "
-              f"{r['pss_total_mb']} | {r['shm_mb']} | {r['wall_s']} |")
+        print(f"| {r['rows']:,} | {r['mode']} | {r['matrix_mb']} | {r['parent_mb']} | {r['parent_anon_mb']} | "
+              f"{r['worker_mb']} | {r['worker_anon_mb']} | {r['pss_total_mb']} | {r['cgroup_peak_mb'] or '—'} | "
+              f"{r['shm_mb']} | {r['wall_s']} | {r['status']} |")
     if args.api:
         print("\ncompare + save above the RSS with the matrix loaded (MB), and in matrices:")
         for r in results:
@@ -219,14 +323,18 @@ def main(argv=None) -> int:
         print("\nmatrix copies held (peak at the last row count - at the first) / (matrix difference):")
         for mode in args.modes.split(","):
             a, b = (next(r for r in results if r["rows"] == n and r["mode"] == mode) for n in (rows[0], rows[-1]))
+            if a["status"] != "ok" or b["status"] != "ok":
+                print(f"  {mode}: {b['status'] if a['status'] == 'ok' else a['status']}, not computed")
+                continue
             dm = b["matrix_mb"] - a["matrix_mb"]
             print(f"  {mode}: compare process {(b['parent_mb'] - a['parent_mb']) / dm:.2f}, largest worker "
                   f"{(b['worker_mb'] - a['worker_mb']) / dm:.2f}, all processes (PSS) "
-                  f"{(b['pss_total_mb'] - a['pss_total_mb']) / dm:.2f}")
+                  f"{(b['pss_total_mb'] - a['pss_total_mb']) / dm:.2f}; anonymous: compare process "
+                  f"{(b['parent_anon_mb'] - a['parent_anon_mb']) / dm:.2f}, largest worker "
+                  f"{(b['worker_anon_mb'] - a['worker_anon_mb']) / dm:.2f}")
     print(f"\ncommand: python benchmarks/bench_compare_memory.py {' '.join(argv or sys.argv[1:])}")
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))
-    return 0
 
 
 if __name__ == "__main__":
