@@ -187,3 +187,13 @@ def test_bench_scaling_grows_without_duplicates_and_interpolates_on_a_log_log_li
     assert seconds == pytest.approx(25.0) and beyond
     seconds, beyond = bench.at_rows([(1000, 1.0), (4000, 16.0), (16000, 256.0)], 8000)
     assert seconds == pytest.approx(64.0) and not beyond
+
+
+def test_bench_compare_memory_mapped_mode(tmp_path, capsys):
+    out = tmp_path / "rows.json"
+    rc = load("bench_compare_memory").main(["--rows", "300", "--modes", "mapped", "--classifiers", "BatchGaussianNB",
+                                           "--out", str(out)])
+    assert rc == 0
+    (row,) = json.loads(out.read_text())
+    assert row["mode"] == "mapped" and row["status"] == "ok" and row["parent_anon_mb"] > 0
+    assert "| 300 | mapped |" in capsys.readouterr().out
