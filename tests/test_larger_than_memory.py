@@ -15,22 +15,19 @@ from leukbench.batch_learning import BatchLearner
 from leukbench.evaluation.fits import run_task
 from leukbench.featureset import FeatureSet
 
+from .test_bounded_memory import _feature_set
+
 #: Columns of the metrics compared between runs that must agree exactly.
 METRICS = ["Feature Set", "Model", "Balanced Accuracy", "ROC AUC", "Accuracy", "F1 Score", "MCC"]
 
 
-def _gaussian(n: int, d: int, seed: int = 0, mapped: bool = False, unlabelled: int = 0) -> FeatureSet:
-    rng = np.random.default_rng(seed)
-    y = np.array(["all", "hem"] * (n // 2), dtype=object)
-    X = rng.normal(size=(n, d)).astype(np.float32)
-    X[y == "all", :8] += 1.0
-    subjects = np.array([f"{'P' if c == 'all' else 'H'}{i % 6}" for i, c in enumerate(y)], dtype=object)
-    y[:unlabelled] = None
-    splits = np.where([v is None for v in y], "unlabeled", "train")
+def _gaussian(n: int, d: int, mapped: bool = False, unlabelled: int = 0) -> FeatureSet:
+    """test_bounded_memory's two Gaussian classes over 12 subjects, the matrix in a mapped file if asked."""
+    fs = _feature_set(n, d, unlabelled=unlabelled)
     if mapped:
-        X = mapped_matrix(X.shape, lambda out: out.__setitem__(slice(None), X))
-    return FeatureSet("synthetic", X, y, [f"img{i:05d}.png" for i in range(n)], subjects, splits,
-                      [f"f{j}" for j in range(d)])
+        X = fs.X
+        fs.X = mapped_matrix(X.shape, lambda out: out.__setitem__(slice(None), X))
+    return fs
 
 
 def test_extract_memory_map_gives_the_same_matrix_from_a_file(tmp_path):
