@@ -29,6 +29,7 @@ from leukbench.extraction._api import load_feature_set  # noqa: E402
 from leukbench.extraction._dask import extract_partition  # noqa: E402
 from leukbench.extraction._run import run_extractor  # noqa: E402
 from leukbench.features.base import create_extractor  # noqa: E402
+from leukbench.features.deep import DeepExtractor  # noqa: E402
 from leukbench.features.handcrafted import HandcraftedExtractor  # noqa: E402
 
 from .conftest import make_cnmc_folders  # noqa: E402
@@ -120,6 +121,60 @@ def test_a_worker_that_cannot_see_an_image_names_it():
         extract_partition(blob, "t", ["/no/such/mount/x.png"], [True], 8)
     # a file the client could not see either is skipped as in a local run
     assert extract_partition(blob, "t", ["/no/such/mount/x.png"], [False], 8).skipped[0][1] == "file not found"
+
+
+class _RefusesOne(DeepExtractor):
+    """efficientnet_lite0 with ``decode="gpu"`` on the CPU (torchvision's decoder, the code path of
+    nvJPEG), whose worker garbles the bytes of one JPEG that PIL read: the device decoder refuses it."""
+
+    def __init__(self, victim: str):
+        super().__init__("efficientnet_lite0", device="cpu", decode="gpu", batch_size=4)
+        self.victim = victim
+
+    def prepare_file(self, path, image):
+        item = super().prepare_file(path, image)
+        return item._replace(data=np.frombuffer(b"\xff\xd8 not a jpeg", np.uint8)) if self.victim in path else item
+
+
+@pytest.fixture(scope="module")
+def jpeg_table(tmp_path_factory):
+    """8 sample cells as JPEGs, a truncated JPEG and a PNG named .jpg, in two class folders."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("jpegs")
+    for _, row in datasets.load_sample().groupby("label").head(4).iterrows():
+        (root / row.label).mkdir(exist_ok=True)
+        Image.open(row.path).convert("RGB").save(root / row.label / (os.path.basename(row.path) + ".jpg"), quality=90)
+    first = sorted(root.rglob("*.jpg"))[0]
+    (first.parent / "truncated.jpg").write_bytes(first.read_bytes()[:300])
+    Image.open(first).save(first.parent / "png-inside.jpg", format="PNG")
+    return datasets.discover(str(root))
+
+
+def test_a_jpeg_the_device_decoder_refuses_is_skipped_alone_on_the_cluster(client, jpeg_table, tmp_path):
+    """``--decode gpu`` on Dask: the refused JPEG and the unreadable one are skipped with their reasons,
+    the other images of their tasks extracted and cached, as in a local run."""
+    pytest.importorskip("torchvision")
+    from leukbench.features.deep._decode import DEVICE_DECODE_FAILED
+
+    root = jpeg_table.attrs["root"]
+    victim = os.path.basename(sorted(jpeg_table["path"])[2])
+    local = run_extractor(jpeg_table, root, _RefusesOne(victim), tmp_path / "local", chunk_size=4, progress=False,
+                          num_workers=0)
+    summary = run_extractor(jpeg_table, root, _RefusesOne(victim), tmp_path / "dask", chunk_size=4,
+                            progress=False, client=client)
+    assert "3 task(s)" in summary.engine_note  # 10 images in tasks of 4: each bad one shares a task
+    assert summary.n_extracted == local.n_extracted == len(jpeg_table) - 2  # the PNG inside a .jpg is read
+    skipped = pd.read_csv(summary.skipped_csv).sort_values("id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(skipped, pd.read_csv(local.skipped_csv).sort_values("id").reset_index(drop=True))
+    kinds = dict(zip(skipped["id"].map(os.path.basename), skipped["kind"]))
+    assert kinds.keys() == {victim, "truncated.jpg"} and kinds[victim] == DEVICE_DECODE_FAILED
+    assert "--decode cpu" in skipped.loc[skipped["id"].str.endswith(victim), "reason"].iloc[0]
+    extractor = _RefusesOne(victim)
+    on_cluster = load_feature_set(jpeg_table, root, extractor, tmp_path / "dask")
+    reference = load_feature_set(jpeg_table, root, extractor, tmp_path / "local")
+    assert list(on_cluster.ids) == list(reference.ids) and len(on_cluster) == len(jpeg_table) - 2
+    np.testing.assert_allclose(on_cluster.X, reference.X, rtol=1e-4, atol=1e-5)
 
 
 def _comparable(result):

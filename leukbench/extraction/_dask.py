@@ -5,9 +5,12 @@ The images still missing from the cache are cut into partitions of about
 multiple of the extractor's batch size, so that the network sees the same
 batches as in a local run). Each partition is one task:
 on a worker it reads, fingerprints, prepares and computes its images, and
-returns their features and hashes. The client writes each finished partition
-as one cache chunk (:meth:`FeatureCache.write_chunk`: atomic, the same keys and
-index) as soon as it arrives (``distributed.as_completed``): the cache has a
+returns their features and hashes (an image it cannot read, or a JPEG the
+device decoder of ``decode="gpu"`` refuses, is skipped alone with its reason,
+as in a local run). The client writes each finished partition as one cache
+chunk (:meth:`FeatureCache.write_chunk`: atomic, the same keys and index, on
+the background thread of :class:`~._writer.ChunkWriter`) as soon as it arrives
+(``distributed.as_completed``): the cache has a
 single writer, workers need no write access to it, and an interrupted run
 keeps every partition that came back. A task that Dask retries because its
 worker died is written once, when it finally returns; a rerun extracts only
@@ -32,7 +35,8 @@ import numpy as np
 from ..cache import FeatureCache
 from ..exceptions import ClusterError
 from ..features.base import Extractor
-from ._feed import _alternating_batches, _ImageDataset
+from ._feed import _alternating_batches, _ImageDataset, decoded_on_device
+from ._writer import ChunkWriter
 
 __all__ = ["ClusterRun", "extract_on_cluster", "partition_size"]
 
@@ -117,8 +121,10 @@ def extract_partition(blob: bytes, token: str, paths: Sequence[str], seen: Seque
     ds = _ImageDataset(list(paths), extractor, config.segment, config.grayscale)
     index, parts, hashes, fallback, skipped = [], [], [], [], []
     for batch in _alternating_batches(ds, batch_size, 1):  # parallelism comes from the workers
-        good = [b for b in batch if b.error is None]
-        skipped += [(b.index, *b.error) for b in batch if b.error is not None]
+        # decode="gpu": a JPEG the device decoder refuses is skipped alone, as in a local run
+        good, failed = decoded_on_device(extractor, [b for b in batch if b.error is None])
+        failed = sorted(failed + [b for b in batch if b.error is not None], key=lambda b: b.index)
+        skipped += [(b.index, *b.error) for b in failed]
         if good:
             parts.append(np.asarray(extractor.compute([b.item for b in good]), dtype=np.float32))
             index += [b.index for b in good]
@@ -171,6 +177,7 @@ def extract_on_cluster(extractor: Extractor, cache: FeatureCache, todo: np.ndarr
     workers = set()
     bar = tqdm(total=len(todo), desc=f"{extractor.name} (dask)", unit="img", disable=not progress,
                file=sys.stderr, dynamic_ncols=True, leave=False)
+    writer = ChunkWriter(cache)  # the next results are collected while a chunk is written
     try:
         for future in as_completed(pending):
             pending.discard(future)  # dropped once written: the workers free its result
@@ -178,14 +185,17 @@ def extract_on_cluster(extractor: Extractor, cache: FeatureCache, todo: np.ndarr
             result: _Partition = future.result()  # a task's own error (ClusterError ...) is raised here
             rows = part[result.index]
             if len(rows):
-                cache.write_chunk([ids[j] for j in rows], sizes[rows], mtimes[rows],
-                                  [h[0] for h in result.hashes], [h[1] for h in result.hashes],
-                                  result.fallback, result.X, ctimes=ctimes[rows], inodes=inodes[rows])
+                writer.submit([ids[j] for j in rows], sizes[rows], mtimes[rows], [h[0] for h in result.hashes],
+                              [h[1] for h in result.hashes], result.fallback, result.X, ctimes=ctimes[rows],
+                              inodes=inodes[rows])
             skipped += [(ids[part[i]], paths[part[i]], kind, reason) for i, kind, reason in result.skipped]
             workers.add(result.worker)
             bar.update(len(part))
     finally:  # Ctrl-C or an error: what came back is in the cache; nothing more is computed
         client.cancel(list(pending))
-        bar.close()
+        try:
+            writer.close()  # every chunk handed over is on disk; a failed write raises here
+        finally:
+            bar.close()
     return ClusterRun(skipped, len(parts), len(workers), time.perf_counter() - t0)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,15 +19,20 @@ from ._feed import (
     default_num_workers,
 )
 from ._summary import SKIPPED_IMAGE_COLUMNS, ExtractionSummary
+from ._writer import ChunkWriter
 
 
 class _ChunkBuffer:
-    """Extracted rows waiting for the cache, written in chunks of exactly ``chunk_size`` rows."""
+    """Extracted rows waiting for the cache, handed to ``write`` in chunks of exactly ``chunk_size`` rows.
+
+    ``write`` takes the arguments of :meth:`FeatureCache.write_chunk`: that
+    method itself, or :meth:`ChunkWriter.submit` (written on a background thread).
+    """
 
     _META = ("ids", "sizes", "mtimes", "ctimes", "inodes", "ph", "dh", "fb")
 
-    def __init__(self, cache: FeatureCache, chunk_size: int):
-        self.cache, self.chunk_size = cache, chunk_size
+    def __init__(self, write: Callable[..., object], chunk_size: int):
+        self.write, self.chunk_size = write, chunk_size
         self.meta: Dict[str, list] = {k: [] for k in self._META}
         self.X: List[np.ndarray] = []
 
@@ -41,15 +46,14 @@ class _ChunkBuffer:
             self.flush(self.chunk_size)
 
     def flush(self, limit: Optional[int] = None) -> None:
-        """Write the first ``limit`` buffered rows (all by default) as one chunk."""
+        """Hand the first ``limit`` buffered rows (all by default) to ``write`` as one chunk."""
         m = self.meta
         n = len(m["ids"]) if limit is None else min(limit, len(m["ids"]))
         if n == 0:
             return
         X = np.concatenate(self.X, axis=0)
-        self.cache.write_chunk(m["ids"][:n], m["sizes"][:n], m["mtimes"][:n], m["ph"][:n],
-                               m["dh"][:n], m["fb"][:n], X[:n], ctimes=m["ctimes"][:n],
-                               inodes=m["inodes"][:n])
+        self.write(m["ids"][:n], m["sizes"][:n], m["mtimes"][:n], m["ph"][:n], m["dh"][:n], m["fb"][:n],
+                   X[:n], ctimes=m["ctimes"][:n], inodes=m["inodes"][:n])
         for key in self._META:
             del m[key][:n]
         self.X[:] = [X[n:]] if n < len(X) else []
@@ -137,7 +141,8 @@ def _extract_images(extractor: Extractor, cache: FeatureCache, todo: np.ndarray,
     batch_size = max(1, min(extractor.batch_size, chunk_size))
     feed = _alternating_batches if extractor.feed == "alternate" else _overlapped_batches
     batches = feed(ds, batch_size, num_workers)
-    buffer = _ChunkBuffer(cache, chunk_size)
+    writer = ChunkWriter(cache)  # chunks reach the disk on its thread while the next batches compute
+    buffer = _ChunkBuffer(writer.submit, chunk_size)
     skipped = []
     bar = tqdm(total=len(todo), desc=extractor.name, unit="img", disable=not progress,
                file=sys.stderr, dynamic_ncols=True, leave=False)
@@ -156,12 +161,18 @@ def _extract_images(extractor: Extractor, cache: FeatureCache, todo: np.ndarray,
                 buffer.add(rows, X)
             bar.update(len(batch))
     finally:
-        # Keep whatever was computed, also on Ctrl-C or an unexpected error,
-        # and stop the decoding workers (threads or processes) now, not at
-        # garbage collection.
-        buffer.flush()
-        batches.close()
-        bar.close()
+        # Keep whatever was computed, also on Ctrl-C or an unexpected error: every
+        # chunk handed over is on disk when close returns (a failed write raises
+        # here, in this thread); and stop the decoding workers (threads or
+        # processes) now, not at garbage collection.
+        try:
+            buffer.flush()
+        finally:
+            try:
+                writer.close()
+            finally:
+                batches.close()
+                bar.close()
     return skipped
 
 
