@@ -97,7 +97,7 @@ class BatchLearner(ClassifierMixin, BaseEstimator):
         self.classes_, counts = np.unique(labels, return_counts=True)
         if len(self.classes_) < 2:
             raise ValueError(f"needs at least 2 classes in the training rows, got {len(self.classes_)}")
-        weight_of = dict(zip(self.classes_, len(labels) / (len(self.classes_) * counts)))
+        class_weight = len(labels) / (len(self.classes_) * counts)  # by position in classes_
         self.scaler_ = None
         if self.scale:
             self.scaler_ = StandardScaler()
@@ -109,7 +109,7 @@ class BatchLearner(ClassifierMixin, BaseEstimator):
             order = rows[rng.permutation(len(rows))]
             for part in self._batches(order):
                 part = np.sort(part)  # rows in file order: sequential reads of a memory map
-                weights = np.array([weight_of[c] for c in y[part]]) if self.balanced else None
+                weights = class_weight[np.searchsorted(self.classes_, y[part])] if self.balanced else None
                 self.estimator_.partial_fit(self._transform(X[part]), y[part], classes=self.classes_,
                                             sample_weight=weights)
         return self
